@@ -1,0 +1,21 @@
+"""galaug: augment galaxy image training sets with a learned generator, and measure whether it helps."""
+
+__version__ = "0.1.0"
+
+from galaug.data import Dataset, DatasetWriter, create_dataset, make_entry, open_dataset  # noqa: E402
+from galaug.errors import ConfigError, DatasetError, GalaugError, PluginError  # noqa: E402
+from galaug.hookspecs import hookimpl  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "ConfigError",
+    "Dataset",
+    "DatasetError",
+    "DatasetWriter",
+    "GalaugError",
+    "PluginError",
+    "create_dataset",
+    "hookimpl",
+    "make_entry",
+    "open_dataset",
+]

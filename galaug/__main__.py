@@ -1,0 +1,3 @@
+from galaug.cli import main
+
+main()

@@ -1,0 +1,60 @@
+"""The ``galaug`` command line, built by a factory so plugins can add commands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from galaug.errors import GalaugError
+
+__all__ = ["make_cli", "main", "GalaugGroup"]
+
+
+class GalaugGroup(click.Group):
+    """A click group that turns :class:`galaug.errors.GalaugError` into one line and exit status 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GalaugError as exc:
+            exc_ = click.ClickException(str(exc))
+            exc_.exit_code = 2
+            raise exc_ from None
+        except OSError as exc:
+            # a file-system refusal on a path the user gave (permissions, read-only, full disk)
+            if exc.filename is None:
+                raise
+            exc_ = click.ClickException(f"{exc.filename}: {exc.strerror}")
+            exc_.exit_code = 2
+            raise exc_ from None
+
+
+def make_cli(manager=None) -> click.Group:
+    """Build the root command: core commands come from the built-in plugin, the rest from plugins.
+
+    Parameters
+    ----------
+    manager : galaug.pluginmanager.PluginManager, optional
+        The process-wide manager by default.
+    """
+    from galaug import __version__
+    from galaug.pluginmanager import get_manager
+
+    manager = manager or get_manager()
+
+    @click.group(cls=GalaugGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, prog_name="galaug")
+    @click.pass_context
+    def cli(ctx: click.Context) -> None:
+        """Augment galaxy image training sets with a learned generator, and measure whether it helps."""
+        ctx.obj = manager
+
+    manager.add_commands(cli)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    cli = make_cli()
+    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="galaug")

@@ -1,0 +1,276 @@
+"""The core commands: plugins, config, info, split, show, export, analyze."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import click
+import numpy as np
+
+from galaug.cli.options import config_options, overwrite_option, seed_option
+from galaug.errors import GalaugError
+
+__all__ = ["CORE_COMMANDS"]
+
+
+def _manager():
+    return click.get_current_context().find_root().obj
+
+
+@click.command("plugins")
+@click.option("--check", is_flag=True, help="Import every lazily registered component to find broken ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins_cmd(check: bool, as_json: bool) -> None:
+    """List plugins and their components: kind, name, version, distribution, status.
+
+    A plugin that failed to import or register is listed as broken with its
+    reason; everything else keeps working. Lazily registered components are
+    not imported unless --check is given.
+    """
+    manager = _manager()
+    if check:
+        for entry in manager.registry.entries():
+            if not entry.loaded and not entry.error:
+                try:
+                    manager.registry.load(entry)
+                except GalaugError:
+                    pass
+    rows = [
+        {"kind": e.kind, "name": e.name, "version": e.version, "distribution": e.distribution,
+         "plugin": e.plugin, "status": e.status, "summary": e.summary}
+        for e in manager.registry.entries()
+    ]
+    for p in manager.plugins.values():
+        if p.status != "ok":
+            rows.append({"kind": "plugin", "name": p.name, "version": p.version, "distribution": p.distribution,
+                         "plugin": p.name, "status": f"{p.status}: {p.reason}", "summary": ""})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no plugins installed")
+        return
+    cols = ["kind", "name", "version", "distribution", "status"]
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols[:-1]}
+    click.echo("  ".join(c.upper().ljust(widths.get(c, 0)) for c in cols).rstrip())
+    for r in rows:
+        click.echo("  ".join(str(r[c]).ljust(widths.get(c, 0)) for c in cols).rstrip())
+
+
+@click.command("config")
+@click.argument("kind")
+@click.argument("name")
+@config_options
+def config_cmd(kind: str, name: str, config_file: str | None, sets: tuple[str, ...]) -> None:
+    """Print the resolved config of plugin NAME of KIND as TOML.
+
+    With no options these are the defaults; save them to a file, edit, and
+    pass it back with --config. Unknown keys and wrong types are errors.
+    """
+    from galaug.config import config_to_toml, resolve_config
+    from galaug.kinds import KINDS
+
+    if kind not in KINDS:
+        raise GalaugError(f"unknown kind {kind!r} (kinds: {', '.join(KINDS)})")
+    cls = _manager().get(kind, name)
+    click.echo(config_to_toml(resolve_config(cls.Config, file=config_file, sets=sets)), nl=False)
+
+
+def _format_scale(scale: dict | None) -> str:
+    return "unknown" if not scale else f"{scale['value']:g} {scale['unit']} / pixel"
+
+
+@click.command("info")
+@click.argument("dataset")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def info_cmd(dataset: str, as_json: bool) -> None:
+    """Describe DATASET: size, bands, pixel scale, counts by origin, provenance chain."""
+    from galaug.data import open_dataset
+
+    ds = open_dataset(dataset)
+    s = ds.summary()
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+        return
+    c, h, w = ds.image_shape
+    counts = ", ".join(f"{k} {v}" for k, v in s["origin_counts"].items())
+    mb = ds.chunk_rows * c * h * w * 4 / 2**20
+    lines = [
+        ("path", s["path"]),
+        ("id", s["id"]),
+        ("samples", f"{s['n']} ({counts})"),
+        ("images", f"{c} x {h} x {w} float32, {ds.chunk_rows} per chunk ({mb:.1f} MB)"),
+        ("bands", ", ".join(ds.bands)),
+        ("pixel scale", _format_scale(s["pixel_scale"])),
+        ("flux unit", ds.flux_unit or "unknown"),
+        ("params", ", ".join(f"{n} [{u}]" if u else n for n, u in zip(ds.param_names, ds.param_units)) or "-"),
+        ("latents", str(ds.latent_dim) if ds.latent_dim else "-"),
+    ]
+    for k, v in lines:
+        click.echo(f"{k:<12} {v}")
+    click.echo("provenance")
+    for i, e in enumerate(ds.provenance, 1):
+        extra = []
+        if e.get("plugin"):
+            extra.append(f"{e['plugin']} {e.get('plugin_version') or ''}".strip())
+        if e.get("role"):
+            extra.append(e["role"])
+        if e.get("seed") is not None:
+            extra.append(f"seed={e['seed']}")
+        if e.get("parents"):
+            extra.append("from " + ",".join(p[:8] for p in e["parents"]))
+        click.echo(f"  {i}. {e.get('step', '?'):<10} {str(e.get('output', ''))[:8]}  {e.get('time', '')}  {' '.join(extra)}")
+        click.echo(f"     $ {e.get('command', '')}")
+
+
+@click.command("split")
+@click.argument("dataset")
+@click.option("--val", default="0.2", show_default=True,
+              help="Validation share: a fraction (0.2), a percentage (20%) or a count (500).")
+@click.option("--train-out", default=None, help="Train output [default: DATASET-train.zarr].")
+@click.option("--val-out", default=None, help="Validation output [default: DATASET-val.zarr].")
+@seed_option
+@overwrite_option
+def split_cmd(dataset: str, val: str, train_out: str | None, val_out: str | None, seed: int, overwrite: bool) -> None:
+    """Split DATASET into disjoint train and validation datasets, chosen with --seed."""
+    from galaug.data import split_dataset
+
+    src = Path(dataset)
+    stem = src.name[: -len(".zarr")] if src.name.endswith(".zarr") else src.name
+    train_out = train_out or str(src.with_name(f"{stem}-train.zarr"))
+    val_out = val_out or str(src.with_name(f"{stem}-val.zarr"))
+    train, valid = split_dataset(dataset, train_out, val_out, val=val, seed=seed, overwrite=overwrite)
+    click.echo(f"train: {train.path} ({len(train)} samples)")
+    click.echo(f"val:   {valid.path} ({len(valid)} samples)")
+
+
+@click.command("show")
+@click.argument("dataset")
+@click.option("-o", "--output", required=True, help="Image file to write (PNG, PDF, JPG...).")
+@click.option("-n", "--count", type=click.IntRange(1, 400), default=16, show_default=True, help="Images in the grid.")
+@click.option("--bands", default=None, help="Bands as R,G,B (e.g. i,r,g) or one band for grey [default: first three].")
+@click.option("--origin", type=click.Choice(["all", "real", "generated"]), default="all", show_default=True,
+              help="Show only samples of this origin.")
+@click.option("--random", "random_", is_flag=True, help="Pick images at random (with --seed) instead of the first ones.")
+@click.option("--q", type=click.FloatRange(min=0.1), default=8.0, show_default=True, help="Asinh softening: higher shows fainter structure.")
+@seed_option
+@overwrite_option
+def show_cmd(dataset: str, output: str, count: int, bands: str | None, origin: str, random_: bool,
+             q: float, seed: int, overwrite: bool) -> None:
+    """Save a grid of DATASET's images with an asinh stretch (RGB composite for 3+ bands)."""
+    from galaug.data import open_dataset
+    from galaug.data.writer import check_output
+    from galaug.viz import pick_rgb_bands, save_grid
+
+    ds = open_dataset(dataset)
+    out = check_output(output, overwrite=overwrite, what="file")
+    try:
+        channels = pick_rgb_bands(ds.bands, bands.split(",") if bands else None)
+    except ValueError as exc:
+        raise GalaugError(str(exc)) from None
+    rows = _choose_rows(ds, count, origin, random_, seed)
+    if rows.size == 0:
+        raise GalaugError(f"{dataset}: no samples of origin {origin!r}")
+    images = np.concatenate([ds.read(int(r), int(r) + 1, fields=["images"])["images"] for r in rows]) \
+        if random_ else ds.read(int(rows[0]), int(rows[-1]) + 1, fields=["images"])["images"][rows - rows[0]]
+    labels = [f"#{r} {ds.origin_names[o]}" for r, o in zip(rows, _origins(ds, rows))]
+    shown = ",".join(ds.bands[c] for c in channels)
+    title = f"{Path(dataset).name}: {len(rows)} of {len(ds)} ({'RGB=' if len(channels) == 3 else 'band '}{shown}, asinh Q={q:g})"
+    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
+    save_grid(images, tmp, channels=channels, labels=labels, title=title, q=q)
+    tmp.replace(out)
+    click.echo(f"wrote {out}")
+
+
+def _origins(ds, rows: np.ndarray) -> np.ndarray:
+    origin = ds.read(int(rows.min()), int(rows.max()) + 1, fields=["origin"])["origin"]
+    return origin[rows - rows.min()]
+
+
+def _choose_rows(ds, count: int, origin: str, random_: bool, seed: int) -> np.ndarray:
+    """Rows to show: the first ``count`` (or a seeded random choice) of the wanted origin."""
+    if origin == "all":
+        candidates = np.arange(len(ds))
+    else:
+        code = ds.origin_names.index(origin)
+        candidates = np.concatenate([start + np.flatnonzero(b["origin"] == code)
+                                     for start, b in ds.iter_blocks(rows=65536, fields=["origin"])] or [np.empty(0, int)])
+    if random_ and candidates.size > count:
+        candidates = np.sort(np.random.default_rng(seed).choice(candidates, size=count, replace=False))
+    return candidates[:count].astype(np.int64)
+
+
+@click.command("export")
+@click.argument("dataset")
+@click.option("--fits", "fits_dir", required=True, help="Folder to create, one FITS file per image.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Export only the first N images.")
+@overwrite_option
+def export_cmd(dataset: str, fits_dir: str, limit: int | None, overwrite: bool) -> None:
+    """Export DATASET as FITS files (C x H x W cubes; bands and provenance in the header)."""
+    from galaug.data import export_fits
+
+    n = export_fits(dataset, fits_dir, limit=limit, overwrite=overwrite)
+    click.echo(f"wrote {n} FITS files to {fits_dir}")
+
+
+@click.command("analyze")
+@click.argument("name")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="Folder to create for report.json and figures.")
+@config_options
+@seed_option
+@overwrite_option
+def analyze_cmd(name: str, inputs: tuple[str, ...], output: str, config_file: str | None,
+                sets: tuple[str, ...], seed: int, overwrite: bool) -> None:
+    """Run analysis NAME on INPUTS (datasets or run folders); write OUTPUT/report.json and figures."""
+    from galaug.config import config_to_dict, resolve_config
+    from galaug.data.provenance import make_entry
+    from galaug.data.writer import check_output, commit_path, temporary_sibling
+
+    manager = _manager()
+    entry = manager.registry.entry("analysis", name)
+    cls = manager.registry.load(entry)
+    config = resolve_config(cls.Config, file=config_file, sets=sets)
+    out = check_output(output, overwrite=overwrite, what="folder")
+    tmp = temporary_sibling(out)
+    tmp.mkdir()
+    try:
+        results = cls(config).run([Path(p) for p in inputs], tmp, seed=seed)
+        report = make_entry("analyze", plugin=f"analysis:{name}", plugin_version=entry.version,
+                            config=config_to_dict(config), seed=seed, inputs=list(inputs),
+                            parents=_dataset_ids(inputs))
+        report["results"] = results
+        (tmp / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+        commit_path(tmp, out, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    click.echo(f"wrote {out / 'report.json'}")
+
+
+def _dataset_ids(paths) -> list[str]:
+    """Ids of the inputs that are galaug datasets (others, such as run folders, are skipped)."""
+    from galaug.data import open_dataset
+
+    ids = []
+    for p in paths:
+        try:
+            ids.append(open_dataset(p).id)
+        except GalaugError:
+            pass
+    return ids
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+CORE_COMMANDS = (plugins_cmd, config_cmd, info_cmd, split_cmd, show_cmd, export_cmd, analyze_cmd)

@@ -1,0 +1,22 @@
+"""Datasets: the Zarr v3 format every step reads and writes.
+
+The torch adapter lives in :mod:`galaug.data.torch` (imported on demand,
+so that reading a dataset never imports torch).
+"""
+
+from galaug.data.dataset import Dataset, open_dataset
+from galaug.data.ops import export_fits, split_dataset
+from galaug.data.provenance import make_entry
+from galaug.data.writer import DatasetWriter, create_dataset, like, write_rows
+
+__all__ = [
+    "Dataset",
+    "DatasetWriter",
+    "create_dataset",
+    "export_fits",
+    "like",
+    "make_entry",
+    "open_dataset",
+    "split_dataset",
+    "write_rows",
+]

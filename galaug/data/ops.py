@@ -1,0 +1,139 @@
+"""Dataset operations behind ``galaug split`` and ``galaug export``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from galaug._progress import progress
+from galaug.data.dataset import Dataset, open_dataset
+from galaug.data.provenance import make_entry
+from galaug.data.writer import DatasetWriter, check_output, commit_path, like, temporary_sibling
+from galaug.errors import DatasetError, GalaugError
+
+__all__ = ["split_dataset", "export_fits", "resolve_count"]
+
+
+def resolve_count(value: float | int | str, n: int, *, what: str) -> int:
+    """A count from a fraction (``0.2``), a percentage (``"20%"``) or a count (``"300"``) of ``n``."""
+    text = str(value).strip()
+    try:
+        if text.endswith("%"):
+            k = round(float(text[:-1]) / 100 * n)
+        elif any(c in text for c in ".eE") or float(text) < 1:
+            frac = float(text)
+            if not 0 <= frac <= 1:
+                raise GalaugError(f"{what} fraction must be between 0 and 1, got {text}")
+            k = round(frac * n)
+        else:
+            k = int(text)
+    except ValueError:
+        raise GalaugError(f"{what} must be a fraction (0.2), a percentage (20%) or a count (300), got {text!r}") from None
+    if not 0 <= k <= n:
+        raise GalaugError(f"{what} asks for {k} of {n} samples")
+    return k
+
+
+def split_dataset(path: str | Path, train_out: str | Path, val_out: str | Path, *,
+                  val: float | int | str = 0.2, seed: int = 0, overwrite: bool = False) -> tuple[Dataset, Dataset]:
+    """Split a dataset into disjoint train and validation datasets.
+
+    The validation rows are a uniformly random subset chosen with ``seed``;
+    both outputs keep the input's order, and ``index`` holds each sample's
+    row in the input. Both appear only when both are complete.
+    """
+    src = open_dataset(path)
+    train_out, val_out = Path(train_out), Path(val_out)
+    if train_out.resolve() == val_out.resolve():
+        raise GalaugError("train and validation outputs must be different paths")
+    n_val = resolve_count(val, len(src), what="--val")
+    if n_val == 0 or n_val == len(src):
+        raise GalaugError(f"--val {val} leaves an empty split of {len(src)} samples")
+    rng = np.random.default_rng(seed)
+    is_val = np.zeros(len(src), dtype=bool)
+    is_val[rng.choice(len(src), size=n_val, replace=False)] = True
+    entry = dict(step="split", seed=seed, config={"val": str(val)}, n_train=len(src) - n_val, n_val=n_val)
+    for out in (train_out, val_out):
+        check_output(out, overwrite=overwrite)
+    writers = [
+        DatasetWriter(out, parents=[src], overwrite=overwrite, **like(src),
+                      provenance=make_entry(**entry, role=role))
+        for out, role in ((train_out, "train"), (val_out, "val"))
+    ]
+    try:
+        bar = progress(total=len(src), desc="split")
+        for start, block in src.iter_blocks():
+            stop = start + len(block["images"])
+            rows = np.arange(start, stop)
+            for writer, mask in zip(writers, (~is_val[start:stop], is_val[start:stop])):
+                sel = mask.nonzero()[0]
+                if sel.size:
+                    writer.append(block["images"][sel], origin=block["origin"][sel], index=rows[sel],
+                                  params=block["params"][sel] if "params" in block else None,
+                                  latents=block["latents"][sel] if "latents" in block else None)
+            bar.update(stop - start)
+        bar.close()
+        outputs = tuple(w.close() for w in writers)
+    except BaseException:
+        for w in writers:
+            if not w._closed:
+                w.abort()
+        raise
+    return outputs  # type: ignore[return-value]
+
+
+def export_fits(path: str | Path, out_dir: str | Path, *, limit: int | None = None,
+                overwrite: bool = False) -> int:
+    """Write one FITS file per image into ``out_dir``; returns the number written.
+
+    Each file holds the (C, H, W) cube in its primary HDU, with the band
+    names, pixel scale, flux unit, origin, index, parameters and the
+    dataset's provenance in the header. The folder appears only when complete.
+    """
+    from astropy.io import fits
+
+    src = open_dataset(path)
+    out_dir = check_output(out_dir, overwrite=overwrite, what="folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DatasetError(f"{out_dir}: exists and is not a folder")
+    n = len(src) if limit is None else min(limit, len(src))
+    tmp = temporary_sibling(out_dir)
+    tmp.mkdir()
+    try:
+        scale = src.meta.get("pixel_scale")
+        history = [json.dumps(e, sort_keys=True) for e in src.provenance]
+        bar = progress(total=n, desc="export")
+        for start, block in src.iter_blocks():
+            for k in range(min(len(block["images"]), n - start)):
+                row = start + k
+                hdr = fits.Header()
+                hdr["NBANDS"] = (len(src.bands), "number of bands (axis 3)")
+                for i, band in enumerate(src.bands, 1):
+                    hdr[f"BAND{i}"] = (band, f"band of plane {i}")
+                if src.flux_unit:
+                    hdr["BUNIT"] = src.flux_unit
+                if scale:
+                    hdr["PIXSCALE"] = (scale["value"], f"pixel scale [{scale['unit']}]")
+                    hdr["PIXUNIT"] = (scale["unit"], "unit of PIXSCALE")
+                hdr["GLDSID"] = (src.id, "galaug dataset id")
+                hdr["GLROW"] = (row, "row in the galaug dataset")
+                hdr["GLINDEX"] = (int(block["index"][k]), "row in the dataset it came from")
+                hdr["GLORIGIN"] = (src.origin_names[int(block["origin"][k])], "real or generated")
+                if "params" in block:
+                    for name, value in zip(src.param_names, block["params"][k]):
+                        hdr[f"HIERARCH GALAUG PARAM {name}"] = float(value)
+                for line in history:
+                    hdr.add_history(line)
+                fits.PrimaryHDU(data=block["images"][k], header=hdr).writeto(tmp / f"{row:07d}.fits")
+            bar.update(min(len(block["images"]), n - start))
+            if start + len(block["images"]) >= n:
+                break
+        bar.close()
+        commit_path(tmp, out_dir, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return n

@@ -1,0 +1,308 @@
+"""Writing galaug datasets: batches appended in whole chunks, renamed into place when complete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from galaug.data import _format as fmt
+from galaug.data.dataset import Dataset, open_dataset
+from galaug.errors import DatasetError
+
+__all__ = ["DatasetWriter", "create_dataset", "check_output", "temporary_sibling", "commit_path"]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale(final: Path) -> None:
+    """Remove temporaries of ``final`` left by writers that were killed."""
+    prefix = f".{final.name}.tmp-"
+    with contextlib.suppress(OSError):
+        for p in final.parent.iterdir():
+            if p.name.startswith(prefix):
+                pid = p.name[len(prefix):].split("-", 1)[0]
+                if pid.isdigit() and not _pid_alive(int(pid)):
+                    shutil.rmtree(p, ignore_errors=True)
+
+
+def temporary_sibling(final: Path) -> Path:
+    """A fresh hidden name beside ``final`` for writing; stale ones are cleaned first."""
+    _clean_stale(final)
+    return final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def check_output(path: str | Path, *, overwrite: bool, what: str = "dataset") -> Path:
+    """Refuse an output that exists (unless ``overwrite``) or whose folder is missing."""
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise DatasetError(f"{path}: not a valid output name")
+    if not path.parent.is_dir():
+        raise DatasetError(f"{path}: parent folder {str(path.parent)!r} does not exist")
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise DatasetError(f"{path}: output exists (use --overwrite to replace it)")
+        if what == "dataset" and path.is_dir() and any(path.iterdir()):
+            try:
+                open_dataset(path)
+            except DatasetError:
+                raise DatasetError(
+                    f"{path}: exists and is not a galaug dataset; refusing to overwrite it"
+                ) from None
+    return path
+
+
+def commit_path(tmp: Path, final: Path, *, overwrite: bool) -> None:
+    """Rename ``tmp`` to ``final``; with ``overwrite`` the old one is removed only afterwards."""
+    old = None
+    if final.exists() or final.is_symlink():
+        if not overwrite:
+            raise DatasetError(f"{final}: output appeared while writing (another process?); left untouched")
+        old = final.parent / f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        os.rename(final, old)
+    try:
+        os.rename(tmp, final)
+    except OSError as exc:
+        if old is not None:
+            os.rename(old, final)
+        raise DatasetError(f"{final}: could not move the finished output into place ({exc})") from None
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink()
+
+
+class DatasetWriter:
+    """Append batches to a new dataset; it appears under its name only when complete.
+
+    Rows are buffered and written in whole chunks of about ``chunk_bytes``
+    along the sample axis. The data go to a hidden temporary beside the
+    final path, which :meth:`close` renames into place after writing the
+    attributes (in one update) and consolidating the metadata. If the
+    process dies first, the final path never exists; an exception inside
+    the ``with`` block removes the temporary.
+
+    Parameters
+    ----------
+    path : str or Path
+        Final path, e.g. ``"real.zarr"``.
+    bands : sequence of str
+        Band names, one per channel.
+    image_size : int or (int, int)
+        Height and width in pixels.
+    provenance : dict
+        The entry of this step (:func:`galaug.data.provenance.make_entry`).
+    parents : sequence of Dataset
+        Datasets read; their provenance chains are carried over.
+    pixel_scale : astropy Quantity, optional
+        Angle or length per pixel (``0.2 * u.arcsec``); unknown if omitted.
+    flux_unit : str, optional
+        Unit of the pixel values (``"nJy"``, ``"adu"``); unknown if omitted.
+    param_names, param_units : sequence of str, optional
+        Names and units of the columns of ``params``.
+    latent_dim : int, optional
+        Width of ``latents`` (generated data).
+    overwrite : bool
+        Replace an existing dataset of the same name once this one is complete.
+    chunk_bytes : int
+        Target size of one chunk of images.
+    """
+
+    def __init__(self, path: str | Path, *, bands: Sequence[str], image_size: int | Sequence[int],
+                 provenance: dict[str, Any], parents: Sequence[Dataset] = (),
+                 pixel_scale: Any = None, flux_unit: str | None = None,
+                 param_names: Sequence[str] | None = None, param_units: Sequence[str] | None = None,
+                 latent_dim: int | None = None, origin_names: Sequence[str] = fmt.ORIGIN_NAMES,
+                 overwrite: bool = False, chunk_bytes: int = fmt.DEFAULT_CHUNK_BYTES) -> None:
+        self.path = check_output(path, overwrite=overwrite)
+        self.overwrite = overwrite
+        h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        self.bands = tuple(str(b) for b in bands)
+        if not self.bands or len(set(self.bands)) != len(self.bands):
+            raise ValueError(f"bands must be distinct and non-empty, got {list(bands)}")
+        self.image_shape = (len(self.bands), int(h), int(w))
+        if param_names is not None:
+            param_units = list(param_units) if param_units is not None else [""] * len(param_names)
+            if len(param_units) != len(param_names):
+                raise ValueError("param_units must have one unit per parameter name")
+        self.id = uuid.uuid4().hex
+        chain: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for parent in parents:
+            for entry in parent.provenance:
+                key = entry.get("output") or repr(entry)
+                if key not in seen:
+                    seen.add(key)
+                    chain.append(entry)
+        entry = dict(provenance)
+        if not entry.get("parents"):
+            entry["parents"] = [p.id for p in parents]
+        entry["output"] = self.id
+        chain.append(entry)
+        self._meta: dict[str, Any] = {
+            "format_version": fmt.FORMAT_VERSION,
+            "id": self.id,
+            "bands": list(self.bands),
+            "pixel_scale": fmt.pixel_scale_attr(pixel_scale),
+            "flux_unit": fmt.flux_unit_attr(flux_unit),
+            "origin_names": list(origin_names),
+            "params": None if param_names is None else {"names": list(param_names), "units": list(param_units)},
+            "latent_dim": None if latent_dim is None else int(latent_dim),
+            "provenance": chain,
+        }
+        self.chunk_rows = fmt.chunk_rows(4 * int(np.prod(self.image_shape)), chunk_bytes)
+        self.n = 0
+        self._buffer: list[dict[str, np.ndarray]] = []
+        self._buffered = 0
+        self._closed = False
+        self.tmp = temporary_sibling(self.path)
+        self._group = zarr.open_group(store=str(self.tmp), mode="w-", zarr_format=3)
+        self._arrays: dict[str, zarr.Array] = {}
+        tail = {"images": self.image_shape, "origin": (), "index": ()}
+        if param_names is not None:
+            tail["params"] = (len(param_names),)
+        if latent_dim is not None:
+            tail["latents"] = (int(latent_dim),)
+        for name, rest in tail.items():
+            self._arrays[name] = self._group.create_array(
+                name, shape=(0, *rest), chunks=(self.chunk_rows, *rest), dtype=fmt.DTYPES[name]
+            )
+
+    # -- writing ---------------------------------------------------------------
+    def append(self, images: np.ndarray, *, origin: int | np.ndarray = 0, index: np.ndarray | None = None,
+               params: np.ndarray | None = None, latents: np.ndarray | None = None) -> None:
+        """Append a batch of ``images`` of shape (B, C, H, W) with their per-sample fields."""
+        if self._closed:
+            raise RuntimeError("writer is closed")
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim != 4 or images.shape[1:] != self.image_shape:
+            raise ValueError(f"images must have shape (B, {', '.join(map(str, self.image_shape))}), got {images.shape}")
+        b = images.shape[0]
+        origin_arr = np.broadcast_to(np.asarray(origin, dtype=np.uint8), (b,)).copy()
+        if origin_arr.size and origin_arr.max() >= len(self._meta["origin_names"]):
+            raise ValueError(f"origin values must be < {len(self._meta['origin_names'])}")
+        if index is None:
+            index = np.arange(self.n + self._buffered, self.n + self._buffered + b)
+        batch = {"images": images, "origin": origin_arr, "index": np.asarray(index, dtype=np.int64)}
+        for name, value in (("params", params), ("latents", latents)):
+            if (value is None) != (name not in self._arrays):
+                raise ValueError(f"this dataset {'needs' if name in self._arrays else 'has no'} {name}")
+            if value is not None:
+                batch[name] = np.asarray(value, dtype=np.float32)
+        for name, arr in batch.items():
+            expected = (b, *self._arrays[name].shape[1:])
+            if arr.shape != expected:
+                raise ValueError(f"{name} must have shape {expected}, got {arr.shape}")
+        self._buffer.append(batch)
+        self._buffered += b
+        if self._buffered >= self.chunk_rows:
+            self._flush(whole_chunks=True)
+
+    def _flush(self, *, whole_chunks: bool) -> None:
+        if not self._buffered:
+            return
+        joined = {k: np.concatenate([b[k] for b in self._buffer]) for k in self._buffer[0]}
+        take = (self._buffered // self.chunk_rows) * self.chunk_rows if whole_chunks else self._buffered
+        start, stop = self.n, self.n + take
+        for name, arr in self._arrays.items():
+            arr.resize((stop, *arr.shape[1:]))
+            arr[start:stop] = joined[name][:take]
+        rest = {k: v[take:] for k, v in joined.items()}
+        self._buffer = [rest] if self._buffered - take else []
+        self._buffered -= take
+        self.n = stop
+
+    def close(self) -> Dataset:
+        """Write the remaining rows and attributes, rename into place, return the opened dataset."""
+        if self._closed:
+            raise RuntimeError("writer is closed")
+        try:
+            self._flush(whole_chunks=False)
+            self._meta["n"] = self.n
+            self._group.update_attributes({fmt.ATTR: self._meta})
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+                zarr.consolidate_metadata(str(self.tmp))
+            commit_path(self.tmp, self.path, overwrite=self.overwrite)
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        return open_dataset(self.path)
+
+    def abort(self) -> None:
+        """Discard everything written; the final path is left as it was."""
+        self._closed = True
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        elif not self._closed:
+            self.abort()
+
+
+def create_dataset(path: str | Path, **kwargs: Any) -> DatasetWriter:
+    """Start writing a dataset; see :class:`DatasetWriter` for the arguments.
+
+    Examples
+    --------
+    >>> with create_dataset("cutouts.zarr", bands=["g", "r"], image_size=64,
+    ...                     pixel_scale=0.2 * u.arcsec, provenance=make_entry("ingest")) as w:
+    ...     for batch in batches:
+    ...         w.append(batch)
+    """
+    return DatasetWriter(path, **kwargs)
+
+
+def like(dataset: Dataset) -> dict[str, Any]:
+    """Writer keyword arguments that copy ``dataset``'s bands, size, units and parameter names."""
+    return {
+        "bands": dataset.bands,
+        "image_size": dataset.image_shape[1:],
+        "pixel_scale": dataset.meta.get("pixel_scale"),
+        "flux_unit": dataset.flux_unit,
+        "param_names": dataset.param_names or None,
+        "param_units": dataset.param_units or None,
+        "latent_dim": dataset.latent_dim,
+        "origin_names": dataset.origin_names,
+    }
+
+
+def write_rows(writer: DatasetWriter, dataset: Dataset, rows: Iterable[int] | np.ndarray) -> None:
+    """Copy the given rows of ``dataset`` (sorted ascending) into ``writer``, block by block.
+
+    ``index`` of the copies is their row in ``dataset``.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    fields = [f for f in dataset.fields if f in writer._arrays]
+    for start, block in dataset.iter_blocks(fields=fields):
+        stop = start + len(block["images"])
+        lo, hi = np.searchsorted(rows, [start, stop])
+        if hi > lo:
+            sel = rows[lo:hi] - start
+            writer.append(
+                block["images"][sel], origin=block["origin"][sel], index=rows[lo:hi],
+                params=block["params"][sel] if "params" in block else None,
+                latents=block["latents"][sel] if "latents" in block else None,
+            )

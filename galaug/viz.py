@@ -1,0 +1,108 @@
+"""Looking at galaxy images: asinh stretches, colour composites, grids."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["asinh_gray", "asinh_rgb", "pick_rgb_bands", "image_grid", "save_grid"]
+
+
+def _robust_scale(x: np.ndarray) -> tuple[float, float]:
+    """Sky level (median) and a bright level (99.5th percentile above sky) of ``x``."""
+    finite = x[np.isfinite(x)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    sky = float(np.median(finite))
+    top = float(np.percentile(finite, 99.5)) - sky
+    return sky, top if top > 0 else 1.0
+
+
+def asinh_gray(images: np.ndarray, *, q: float = 8.0) -> np.ndarray:
+    """Map (N, H, W) images of one band to [0, 1] with one asinh stretch for all.
+
+    The zero point is the median (sky), the scale the 99.5th percentile,
+    shared by all images so that their brightness can be compared.
+    """
+    sky, top = _robust_scale(images)
+    x = np.nan_to_num((images - sky) / top, nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(np.arcsinh(q * np.clip(x, 0, None)) / np.arcsinh(q), 0, 1)
+
+
+def asinh_rgb(images: np.ndarray, *, q: float = 8.0) -> np.ndarray:
+    """Colour composites of (N, 3, H, W) images in R, G, B order, as (N, H, W, 3) in [0, 1].
+
+    The asinh stretch is applied to the mean intensity and every channel
+    is scaled by the same factor (Lupton et al. 2004), so colours are kept
+    while faint outskirts and bright cores are both visible.
+    """
+    scaled = []
+    for c in range(3):
+        sky, top = _robust_scale(images[:, c])
+        scaled.append(np.nan_to_num((images[:, c] - sky) / top, nan=0.0, posinf=1.0, neginf=0.0))
+    rgb = np.clip(np.stack(scaled, axis=-1), 0, None)
+    intensity = rgb.mean(axis=-1, keepdims=True)
+    factor = np.where(intensity > 0, np.arcsinh(q * intensity) / (np.arcsinh(q) * np.maximum(intensity, 1e-12)), 0)
+    rgb = rgb * factor
+    peak = rgb.max(axis=-1, keepdims=True)
+    rgb = np.where(peak > 1, rgb / np.maximum(peak, 1e-12), rgb)  # saturate to white, keep the hue
+    return np.clip(rgb, 0, 1)
+
+
+def pick_rgb_bands(bands: Sequence[str], requested: Sequence[str] | None = None) -> list[int]:
+    """Channel indices to show as R, G, B (or one channel for grey).
+
+    ``requested`` lists band names as R,G,B (``["i", "r", "g"]``) or one
+    band. By default bands are assumed ordered blue to red and the first
+    three are shown as B, G, R (``g,r,i,z`` shows ``i,r,g``); one or two
+    bands show the first in grey.
+    """
+    if requested:
+        missing = [b for b in requested if b not in bands]
+        if missing:
+            raise ValueError(f"band(s) {', '.join(missing)} not in dataset bands {', '.join(bands)}")
+        if len(requested) not in (1, 3):
+            raise ValueError(f"give one band (grey) or three (R,G,B), got {len(requested)}")
+        return [list(bands).index(b) for b in requested]
+    if len(bands) >= 3:
+        return [2, 1, 0]
+    return [0]
+
+
+def image_grid(images: np.ndarray, channels: Sequence[int], *, q: float = 8.0) -> np.ndarray:
+    """Stretched tiles, (N, H, W) grey or (N, H, W, 3) colour, of (N, C, H, W) images."""
+    picked = images[:, list(channels)]
+    if len(channels) == 3:
+        return asinh_rgb(picked, q=q)
+    return asinh_gray(picked[:, 0], q=q)
+
+
+def save_grid(images: np.ndarray, path: str | Path, *, channels: Sequence[int], labels: Sequence[str] = (),
+              title: str = "", q: float = 8.0, ncols: int | None = None) -> Path:
+    """Save a grid of (N, C, H, W) images to a PNG (or any format matplotlib writes)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    tiles = image_grid(images, channels, q=q)
+    n = len(tiles)
+    ncols = ncols or int(np.ceil(np.sqrt(n)))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.6 * nrows + (0.4 if title else 0)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i < n:
+            ax.imshow(tiles[i], cmap="gray" if tiles.ndim == 3 else None, origin="lower", interpolation="nearest")
+            if i < len(labels):
+                ax.set_title(labels[i], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
