@@ -34,17 +34,18 @@ def asinh_gray(images: np.ndarray, *, q: float = 8.0) -> np.ndarray:
 def asinh_rgb(images: np.ndarray, *, q: float = 8.0) -> np.ndarray:
     """Colour composites of (N, 3, H, W) images in R, G, B order, as (N, H, W, 3) in [0, 1].
 
-    The asinh stretch is applied to the mean intensity and every channel
-    is scaled by the same factor (Lupton et al. 2004), so colours are kept
-    while faint outskirts and bright cores are both visible.
+    After subtracting each band's sky (median), all bands share one scale
+    and the asinh stretch is applied to the mean intensity, every channel
+    scaled by the same factor (Lupton et al. 2004): colours stay physical
+    (a galaxy brighter in the red band looks red) while faint outskirts and
+    bright cores are both visible.
     """
-    scaled = []
-    for c in range(3):
-        sky, top = _robust_scale(images[:, c])
-        scaled.append(np.nan_to_num((images[:, c] - sky) / top, nan=0.0, posinf=1.0, neginf=0.0))
-    rgb = np.clip(np.stack(scaled, axis=-1), 0, None)
+    rgb = np.stack([images[:, c] - _robust_scale(images[:, c])[0] for c in range(3)], axis=-1)
+    rgb = np.clip(np.nan_to_num(rgb, nan=0.0, posinf=0.0, neginf=0.0), 0, None)
     intensity = rgb.mean(axis=-1, keepdims=True)
-    factor = np.where(intensity > 0, np.arcsinh(q * intensity) / (np.arcsinh(q) * np.maximum(intensity, 1e-12)), 0)
+    _, top = _robust_scale(intensity)
+    x = intensity / top
+    factor = np.where(x > 0, np.arcsinh(q * x) / (np.arcsinh(q) * np.maximum(x, 1e-12)), 0) / top
     rgb = rgb * factor
     peak = rgb.max(axis=-1, keepdims=True)
     rgb = np.where(peak > 1, rgb / np.maximum(peak, 1e-12), rgb)  # saturate to white, keep the hue
