@@ -25,7 +25,8 @@ def _manager():
 def plugins_cmd(check: bool, as_json: bool) -> None:
     """List plugins and their components: kind, name, version, distribution, status.
 
-    A plugin that failed to import or register is listed as broken with its
+    Components (sources, generators, degradations, tasks, analyses) come
+    first, then the plugin modules that provide them (kind "plugin"). A plugin that failed to import or register is listed as broken with its
     reason; everything else keeps working. Lazily registered components are
     not imported unless --check is given.
     """
@@ -43,14 +44,11 @@ def plugins_cmd(check: bool, as_json: bool) -> None:
         for e in manager.registry.entries()
     ]
     for p in manager.plugins.values():
-        if p.status != "ok":
-            rows.append({"kind": "plugin", "name": p.name, "version": p.version, "distribution": p.distribution,
-                         "plugin": p.name, "status": f"{p.status}: {p.reason}", "summary": ""})
+        status = p.status if p.status == "ok" else f"{p.status}: {p.reason}"
+        rows.append({"kind": "plugin", "name": p.name, "version": p.version, "distribution": p.distribution,
+                     "plugin": p.name, "status": status, "summary": ""})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        click.echo("no plugins installed")
         return
     cols = ["kind", "name", "version", "distribution", "status"]
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols[:-1]}
