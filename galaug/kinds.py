@@ -7,19 +7,28 @@ component is registered, so a mistake shows up in ``galaug plugins``
 instead of in the middle of a run.
 
 The kind-specific methods are documented in ``docs/plugins.md``; a kind
-gains methods as the commands that drive it are built.
+gains methods as the commands that drive it are built. Sources come in two
+shapes, :class:`Simulator` and :class:`Reader`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 __all__ = [
     "KINDS",
     "Component",
     "Source",
+    "Simulator",
+    "Reader",
+    "Layout",
     "Generator",
     "Degradation",
     "Task",
@@ -60,9 +69,58 @@ class Component:
 
 
 class Source(Component):
-    """Makes or reads real images (simulators, FITS/HDF5/npy readers)."""
+    """Makes or reads real images: a :class:`Simulator` or a :class:`Reader`."""
 
     kind = "source"
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """What a simulator's dataset looks like (everything the writer needs but the pixels).
+
+    ``pixel_scale`` is an astropy Quantity (angle or length per pixel);
+    ``param_units`` has one unit string per parameter (``""`` if none).
+    """
+
+    bands: tuple[str, ...]
+    image_size: int
+    pixel_scale: Any = None
+    flux_unit: str | None = None
+    param_names: tuple[str, ...] = ()
+    param_units: tuple[str, ...] = ()
+
+
+class Simulator(Source):
+    """A source that draws images: ``galaug simulate NAME OUT.zarr -n N --seed S``."""
+
+    def layout(self) -> Layout:
+        """Bands, image size, pixel scale, flux unit and parameter names of the images."""
+        raise NotImplementedError
+
+    def draw(self, rows: Sequence[int], *, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Images (n, C, H, W) float32 and params (n, P) float32 (or None) of ``rows``.
+
+        Row ``r`` must depend only on ``(seed, r)``, never on which other rows
+        are drawn in the same call, so that batching and sharding give
+        identical datasets.
+        """
+        raise NotImplementedError
+
+
+class Reader(Source):
+    """A source that reads files: ``galaug ingest PATH OUT.zarr --format NAME``."""
+
+    #: Glob patterns of the files this reader takes when given a folder.
+    patterns: ClassVar[tuple[str, ...]] = ()
+
+    def read(self, path: Path) -> Iterator[tuple[str, np.ndarray, tuple[str, ...] | None]]:
+        """Yield ``(label, image, bands)`` for each image in the file ``path``.
+
+        ``image`` is (C, H, W) float32 (C = 1 for a 2-d image); ``bands`` are
+        the band names the file declares, or None. Raise ``ValueError`` or
+        ``OSError`` for a file that cannot be read; ingest reports it by name.
+        """
+        raise NotImplementedError
 
 
 class Generator(Component):
@@ -72,9 +130,27 @@ class Generator(Component):
 
 
 class Degradation(Component):
-    """A pure function of (batch, seed): PSF, noise, resampling."""
+    """A pure function of (batch, seeds): PSF, noise, resampling.
+
+    Applied on the fly by tasks (CPU or GPU) and by ``galaug degrade``.
+    """
 
     kind = "degradation"
+    #: True if the output depends on the seeds (noise); False for PSFs and resampling.
+    stochastic: ClassVar[bool] = False
+
+    def apply(self, images: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
+        """Degrade ``images`` (B, C, H, W), float, on any device.
+
+        ``seeds`` (B,) int64 holds one seed per sample: sample ``i`` must
+        depend only on ``images[i]`` and ``seeds[i]``. Returns (B, C, H', W')
+        on the same device.
+        """
+        raise NotImplementedError
+
+    def pixel_scale_factor(self) -> float:
+        """Output pixel scale over input pixel scale (2.0 when the resolution is halved)."""
+        return 1.0
 
 
 class Task(Component):

@@ -41,7 +41,12 @@ AUTOLOAD_ENV = "GALAUG_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_ENV = "GALAUG_BLOCK_PLUGINS"
 
 #: Built-in plugins, registered exactly like third-party ones.
-DEFAULT_PLUGINS: tuple[str, ...] = ("galaug.builtin.commands",)
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "galaug.builtin.commands",
+    "galaug.builtin.simulators",
+    "galaug.builtin.readers",
+    "galaug.builtin.degradations",
+)
 
 _FALSE = {"", "0", "false", "no", "off"}
 

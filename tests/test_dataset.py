@@ -207,3 +207,22 @@ def test_sigkill_half_way_leaves_no_dataset_and_a_rerun_succeeds(tmp_path):
     with galaug.create_dataset(final, bands="g", image_size=8, provenance=make_entry("t")) as w:
         w.append(np.zeros((1, 1, 8, 8)))
     assert [p.name for p in tmp_path.iterdir()] == ["killed.zarr"]  # the dead writer's temporary is gone
+
+
+def test_clean_member_pairs_degraded_and_clean_images_and_survives_a_split(tmp_path):
+    from galaug.data import split_dataset
+
+    clean = galaxy_images(20, bands=2, size=16)
+    noisy = clean[:, :, ::2, ::2] + 1  # a degradation may change the size
+    with galaug.create_dataset(tmp_path / "p.zarr", bands="gr", image_size=8, clean_size=16,
+                               provenance=make_entry("degrade")) as w:
+        w.append(noisy, clean=clean)
+    ds = open_dataset(tmp_path / "p.zarr")
+    assert ds.clean_shape == (2, 16, 16) and "clean" in ds.fields
+    tr, va = split_dataset(ds.path, tmp_path / "t.zarr", tmp_path / "v.zarr", val=5, seed=0)
+    rows = va.read()["index"]
+    assert np.array_equal(va.read()["clean"], clean[rows]) and np.array_equal(va.read()["images"], noisy[rows])
+    with pytest.raises(ValueError, match="needs clean"):
+        with galaug.create_dataset(tmp_path / "q.zarr", bands="gr", image_size=8, clean_size=16,
+                                   provenance=make_entry("degrade")) as w:
+            w.append(noisy)

@@ -35,6 +35,9 @@ class Dataset:
     param_names, param_units : tuple of str
         Empty when the dataset has no ``params``.
     latent_dim : int or None
+    clean_shape : tuple of int or None
+        ``(C, H, W)`` of the ``clean`` member (the undegraded images paired
+        with ``images`` by ``galaug degrade``), or None.
     provenance : list of dict
         One entry per step, oldest first; the last one wrote this dataset.
     chunk_rows : int
@@ -57,6 +60,8 @@ class Dataset:
         self.param_names: tuple[str, ...] = tuple(params.get("names", ()))
         self.param_units: tuple[str, ...] = tuple(params.get("units", ()))
         self.latent_dim: int | None = meta.get("latent_dim")
+        clean = meta.get("clean_shape")
+        self.clean_shape: tuple[int, int, int] | None = tuple(clean) if clean else None  # type: ignore[assignment]
         self.provenance: list[dict[str, Any]] = list(meta.get("provenance", []))
         self._n = int(images.shape[0])
 
@@ -110,6 +115,7 @@ class Dataset:
             "origin_counts": self.origin_counts(),
             "params": [{"name": n, "unit": u} for n, u in zip(self.param_names, self.param_units)],
             "latent_dim": self.latent_dim,
+            "clean_shape": list(self.clean_shape) if self.clean_shape else None,
             "chunk_rows": self.chunk_rows,
             "provenance": self.provenance,
         }
@@ -187,4 +193,11 @@ def open_dataset(path: str | Path) -> Dataset:
         _check_member(path, group, "latents", (n, int(latent_dim)), fmt.DTYPES["latents"])
     elif "latents" in group:
         raise _fail(path, "member 'latents' exists but attribute latent_dim is missing")
+    clean_shape = meta.get("clean_shape")
+    if clean_shape:
+        if len(clean_shape) != 3 or clean_shape[0] != c:
+            raise _fail(path, f"attribute clean_shape {clean_shape} must be [C, H, W] with C = {c}")
+        _check_member(path, group, "clean", (n, *clean_shape), fmt.DTYPES["clean"])
+    elif "clean" in group:
+        raise _fail(path, "member 'clean' exists but attribute clean_shape is missing")
     return Dataset(path, group, meta)

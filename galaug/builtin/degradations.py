@@ -1,0 +1,1 @@
+"""Built-in plugin: degradations (registered like a third-party plugin)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin: readers (registered like a third-party plugin)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin: simulators (registered like a third-party plugin)."""
