@@ -10,7 +10,7 @@ from typing import Any
 from galaug.errors import PluginError
 from galaug.kinds import KINDS, Component, base_for
 
-__all__ = ["Entry", "Registry", "Registrar", "check_component"]
+__all__ = ["Entry", "Registry", "Registrar", "check_component", "component_version"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
@@ -64,6 +64,21 @@ def check_component(kind: str, cls: Any, *, name: str | None = None) -> type[Com
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise PluginError(f"{cls.__name__}.Config.{f.name} has no default")
     return cls
+
+
+def component_version(cls: type) -> str | None:
+    """``cls.version``, else the version of the distribution that ships ``cls``'s module."""
+    if getattr(cls, "version", ""):
+        return cls.version
+    import importlib.metadata
+
+    top = cls.__module__.split(".", 1)[0]
+    for dist in importlib.metadata.packages_distributions().get(top, []):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def _first_line(doc: str | None) -> str:
