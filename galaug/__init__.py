@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from galaug.data import Dataset, DatasetWriter, create_dataset, make_entry, open_dataset  # noqa: E402
 from galaug.errors import ConfigError, DatasetError, GalaugError, PluginError  # noqa: E402
+from galaug.generators import load_generator  # noqa: E402
 from galaug.hookspecs import hookimpl  # noqa: E402
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "PluginError",
     "create_dataset",
     "hookimpl",
+    "load_generator",
     "make_entry",
     "open_dataset",
 ]

@@ -30,6 +30,7 @@ __all__ = [
     "Reader",
     "Layout",
     "Generator",
+    "GeneratorModel",
     "Degradation",
     "Task",
     "Analysis",
@@ -124,9 +125,80 @@ class Reader(Source):
 
 
 class Generator(Component):
-    """Trains on a dataset; samples, encodes and decodes images."""
+    """Trains on a dataset; its trained form (:class:`GeneratorModel`) samples, encodes and decodes.
+
+    ``galaug train NAME DATA`` creates a run directory, writes
+    ``options.json`` (generator name, resolved config, data, seed) and calls
+    :meth:`train`; ``galaug generate RUN`` and ``galaug.load_generator(RUN)``
+    call :meth:`load`.
+    """
 
     kind = "generator"
+    #: Named config overrides for ``--preset``, e.g. ``{"tiny": {"image_size": 32}}``.
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def train(self, data: Path, run_dir: Path, *, steps: int | None = None, device: str = "cpu",
+              seed: int = 0, resume: bool = False) -> None:
+        """Train on the dataset at ``data``; write checkpoints and metrics into ``run_dir``.
+
+        ``run_dir`` exists and already holds ``options.json``. With
+        ``resume``, continue from the newest good checkpoint in it.
+        ``steps`` overrides the config's number of steps.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, run_dir: Path, *, device: str = "cpu", checkpoint: Path | None = None) -> GeneratorModel:
+        """The trained model of ``run_dir`` (its newest good checkpoint unless ``checkpoint``)."""
+        raise NotImplementedError
+
+
+class GeneratorModel:
+    """A trained generator, batched, on CPU or GPU; the interface every generator offers.
+
+    Tensors in and out are torch tensors on :attr:`device` (numpy arrays are
+    accepted); images are (B, C, H, W) in the training data's units.
+
+    Attributes
+    ----------
+    layout : Layout
+        Bands, image size, pixel scale and flux unit of the images.
+    z_dim, w_dim : int
+        Sizes of the prior and of the latent that :meth:`encode` returns.
+    step : int
+        Training step of the loaded checkpoint.
+    device : torch.device
+    """
+
+    layout: Layout
+    z_dim: int
+    w_dim: int
+    step: int
+
+    def sample(self, n: int | None = None, *, seed: int = 0, rows: Sequence[int] | None = None,
+               truncation: float | None = None) -> dict[str, torch.Tensor]:
+        """Samples ``rows`` (or ``range(n)``): ``{"images", "z", "w"}``.
+
+        Sample ``r`` depends only on ``(seed, r)``, so any slice can be
+        regenerated alone and batching does not change the output.
+        """
+        raise NotImplementedError
+
+    def map(self, z: torch.Tensor) -> torch.Tensor:
+        """Prior samples z (B, z_dim) to latents w (B, w_dim)."""
+        raise NotImplementedError
+
+    def decode(self, w: torch.Tensor, *, seeds: Sequence[int] | None = None) -> torch.Tensor:
+        """Latents w to images; ``seeds`` fix any per-sample noise."""
+        raise NotImplementedError
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (in data units) to latents w."""
+        raise NotImplementedError
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """``decode(encode(images))``."""
+        return self.decode(self.encode(images))
 
 
 class Degradation(Component):

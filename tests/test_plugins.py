@@ -81,7 +81,7 @@ def test_a_broken_plugin_leaves_no_half_registration(galaug_plugins):
 
 def test_unknown_plugin_name_is_a_clear_error(galaug_plugins):
     galaug_plugins.plugin(galaug_register=lambda register: register.source(ToySource))
-    with pytest.raises(PluginError, match=r"unknown source plugin 'toyy' \(available: bulgedisk, sersic, toy\)"):
+    with pytest.raises(PluginError, match=r"unknown source plugin 'toyy' \(available: bulgedisk, fits, hdf5, npy, sersic, toy\)"):
         galaug_plugins.manager.get("source", "toyy")
 
 

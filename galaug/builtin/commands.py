@@ -6,6 +6,7 @@ from galaug.hookspecs import hookimpl
 @hookimpl
 def galaug_cli(cli):
     from galaug.cli.commands import CORE_COMMANDS
+    from galaug.cli.generator import generate_cmd, train_cmd
 
-    for command in CORE_COMMANDS:
+    for command in (*CORE_COMMANDS, train_cmd, generate_cmd):
         cli.add_command(command)

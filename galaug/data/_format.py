@@ -10,13 +10,14 @@ FORMAT_VERSION = 1
 ATTR = "galaug"
 ORIGIN_NAMES = ("real", "generated")
 REQUIRED = ("images", "origin", "index")
-OPTIONAL = ("params", "latents", "clean")
+OPTIONAL = ("params", "latents", "z", "clean")
 DTYPES = {
     "images": "float32",
     "origin": "uint8",
     "index": "int64",
     "params": "float32",
     "latents": "float32",
+    "z": "float32",
     "clean": "float32",
 }
 DEFAULT_CHUNK_BYTES = 2 * 2**20

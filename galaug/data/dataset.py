@@ -35,6 +35,9 @@ class Dataset:
     param_names, param_units : tuple of str
         Empty when the dataset has no ``params``.
     latent_dim : int or None
+        Width of ``latents`` (the generator latent w of generated samples).
+    z_dim : int or None
+        Width of ``z`` (the prior sample each generated image came from).
     clean_shape : tuple of int or None
         ``(C, H, W)`` of the ``clean`` member (the undegraded images paired
         with ``images`` by ``galaug degrade``), or None.
@@ -60,6 +63,7 @@ class Dataset:
         self.param_names: tuple[str, ...] = tuple(params.get("names", ()))
         self.param_units: tuple[str, ...] = tuple(params.get("units", ()))
         self.latent_dim: int | None = meta.get("latent_dim")
+        self.z_dim: int | None = meta.get("z_dim")
         clean = meta.get("clean_shape")
         self.clean_shape: tuple[int, int, int] | None = tuple(clean) if clean else None  # type: ignore[assignment]
         self.provenance: list[dict[str, Any]] = list(meta.get("provenance", []))
@@ -115,6 +119,7 @@ class Dataset:
             "origin_counts": self.origin_counts(),
             "params": [{"name": n, "unit": u} for n, u in zip(self.param_names, self.param_units)],
             "latent_dim": self.latent_dim,
+            "z_dim": self.z_dim,
             "clean_shape": list(self.clean_shape) if self.clean_shape else None,
             "chunk_rows": self.chunk_rows,
             "provenance": self.provenance,
@@ -193,6 +198,11 @@ def open_dataset(path: str | Path) -> Dataset:
         _check_member(path, group, "latents", (n, int(latent_dim)), fmt.DTYPES["latents"])
     elif "latents" in group:
         raise _fail(path, "member 'latents' exists but attribute latent_dim is missing")
+    z_dim = meta.get("z_dim")
+    if z_dim:
+        _check_member(path, group, "z", (n, int(z_dim)), fmt.DTYPES["z"])
+    elif "z" in group:
+        raise _fail(path, "member 'z' exists but attribute z_dim is missing")
     clean_shape = meta.get("clean_shape")
     if clean_shape:
         if len(clean_shape) != 3 or clean_shape[0] != c:

@@ -72,7 +72,7 @@ def split_dataset(path: str | Path, train_out: str | Path, val_out: str | Path, 
                 sel = mask.nonzero()[0]
                 if sel.size:
                     writer.append(block["images"][sel], origin=block["origin"][sel], index=rows[sel],
-                                  **{k: block[k][sel] for k in ("params", "latents", "clean") if k in block})
+                                  **{k: block[k][sel] for k in ("params", "latents", "z", "clean") if k in block})
             bar.update(stop - start)
         bar.close()
         outputs = tuple(w.close() for w in writers)

@@ -119,6 +119,8 @@ class DatasetWriter:
         Names and units of the columns of ``params``.
     latent_dim : int, optional
         Width of ``latents`` (generated data).
+    z_dim : int, optional
+        Width of ``z``, the prior sample of each generated image.
     clean_size : int or (int, int), optional
         Height and width of ``clean``, the undegraded images paired with
         ``images`` (written by ``galaug degrade``).
@@ -132,7 +134,7 @@ class DatasetWriter:
                  provenance: dict[str, Any], parents: Sequence[Dataset] = (),
                  pixel_scale: Any = None, flux_unit: str | None = None,
                  param_names: Sequence[str] | None = None, param_units: Sequence[str] | None = None,
-                 latent_dim: int | None = None, clean_size: int | Sequence[int] | None = None,
+                 latent_dim: int | None = None, z_dim: int | None = None, clean_size: int | Sequence[int] | None = None,
                  origin_names: Sequence[str] = fmt.ORIGIN_NAMES,
                  overwrite: bool = False, chunk_bytes: int = fmt.DEFAULT_CHUNK_BYTES) -> None:
         self.path = check_output(path, overwrite=overwrite)
@@ -169,6 +171,7 @@ class DatasetWriter:
             "origin_names": list(origin_names),
             "params": None if param_names is None else {"names": list(param_names), "units": list(param_units)},
             "latent_dim": None if latent_dim is None else int(latent_dim),
+            "z_dim": None if z_dim is None else int(z_dim),
             "clean_shape": None,
             "provenance": chain,
         }
@@ -188,6 +191,8 @@ class DatasetWriter:
             tail["params"] = (len(param_names),)
         if latent_dim is not None:
             tail["latents"] = (int(latent_dim),)
+        if z_dim is not None:
+            tail["z"] = (int(z_dim),)
         if self._meta["clean_shape"] is not None:
             tail["clean"] = tuple(self._meta["clean_shape"])
         for name, rest in tail.items():
@@ -198,7 +203,7 @@ class DatasetWriter:
     # -- writing ---------------------------------------------------------------
     def append(self, images: np.ndarray, *, origin: int | np.ndarray = 0, index: np.ndarray | None = None,
                params: np.ndarray | None = None, latents: np.ndarray | None = None,
-               clean: np.ndarray | None = None) -> None:
+               z: np.ndarray | None = None, clean: np.ndarray | None = None) -> None:
         """Append a batch of ``images`` of shape (B, C, H, W) with their per-sample fields."""
         if self._closed:
             raise RuntimeError("writer is closed")
@@ -212,7 +217,7 @@ class DatasetWriter:
         if index is None:
             index = np.arange(self.n + self._buffered, self.n + self._buffered + b)
         batch = {"images": images, "origin": origin_arr, "index": np.asarray(index, dtype=np.int64)}
-        for name, value in (("params", params), ("latents", latents), ("clean", clean)):
+        for name, value in (("params", params), ("latents", latents), ("z", z), ("clean", clean)):
             if (value is None) != (name not in self._arrays):
                 raise ValueError(f"this dataset {'needs' if name in self._arrays else 'has no'} {name}")
             if value is not None:
@@ -296,6 +301,7 @@ def like(dataset: Dataset) -> dict[str, Any]:
         "param_names": dataset.param_names or None,
         "param_units": dataset.param_units or None,
         "latent_dim": dataset.latent_dim,
+        "z_dim": dataset.z_dim,
         "clean_size": dataset.clean_shape[1:] if dataset.clean_shape else None,
         "origin_names": dataset.origin_names,
     }
@@ -314,4 +320,4 @@ def write_rows(writer: DatasetWriter, dataset: Dataset, rows: Iterable[int] | np
         if hi > lo:
             sel = rows[lo:hi] - start
             writer.append(block["images"][sel], origin=block["origin"][sel], index=rows[lo:hi],
-                          **{k: block[k][sel] for k in ("params", "latents", "clean") if k in block})
+                          **{k: block[k][sel] for k in ("params", "latents", "z", "clean") if k in block})

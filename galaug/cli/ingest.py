@@ -1,0 +1,56 @@
+"""``galaug ingest``: read image files (FITS, HDF5, NumPy) into a dataset."""
+
+from __future__ import annotations
+
+import click
+
+from galaug.cli.options import config_options, overwrite_option
+
+__all__ = ["ingest_cmd"]
+
+
+@click.command("ingest")
+@click.argument("src")
+@click.argument("out")
+@click.option("--format", "format_", default="auto", show_default=True, metavar="auto|fits|hdf5|npy|NAME",
+              help="Reader plugin; auto chooses by file name.")
+@click.option("--bands", default=None, metavar="g,r,i",
+              help="Band names, comma-separated [default: from the files, else b0,b1,...].")
+@click.option("--size", type=click.IntRange(min=1), default=None,
+              help="Bring every image to SIZE x SIZE pixels [default: keep the shape, which all must share].")
+@click.option("--fit", type=click.Choice(["crop", "resize"]), default="crop", show_default=True,
+              help="crop: the centre SIZE x SIZE pixels; resize: flux-conserving resampling (scales the pixel scale).")
+@click.option("--on-bad", type=click.Choice(["reject", "fill", "skip"]), default="reject", show_default=True,
+              help="Images with NaN/Inf pixels: fail naming them, replace the pixels with --fill-value, or leave "
+                   "the images out (skip also leaves out unreadable files and images that do not fit).")
+@click.option("--fill-value", type=float, default=0.0, show_default=True,
+              help="Value of NaN/Inf pixels with --on-bad fill.")
+@click.option("--pixel-scale", default=None, metavar='"0.2 arcsec"',
+              help="Pixel scale of the input files [default: from the headers when all agree, else unknown].")
+@click.option("--flux-unit", default=None, metavar="UNIT",
+              help="Unit of the pixel values, e.g. nJy [default: BUNIT when all agree, else unknown].")
+@config_options
+@overwrite_option
+def ingest_cmd(src: str, out: str, format_: str, bands: str | None, size: int | None, fit: str, on_bad: str,
+               fill_value: float, pixel_scale: str | None, flux_unit: str | None, config_file: str | None,
+               sets: tuple[str, ...], overwrite: bool) -> None:
+    """Read the images of SRC (a file, a folder or a glob) into the new dataset OUT.
+
+    Every image is brought to one shape (--size, --fit); band names, pixel
+    scale and flux unit come from the options or the file headers. What is
+    skipped or filled is printed and recorded in the provenance. The reader's
+    options (see `galaug config source fits`) are set with --config/--set.
+    """
+    from galaug.config import resolve_config
+    from galaug.data.writer import check_output
+    from galaug.sources.ingest import find_inputs, ingest, reader_class
+
+    manager = click.get_current_context().find_root().obj
+    check_output(out, overwrite=overwrite)
+    name, _ = find_inputs(src, format=format_, manager=manager)
+    config = resolve_config(reader_class(name, manager=manager).Config, file=config_file, sets=sets)
+    report = ingest(src, out, format=name, bands=bands, size=size, fit=fit, on_bad=on_bad, fill_value=fill_value,
+                    pixel_scale=pixel_scale, flux_unit=flux_unit, config=config, overwrite=overwrite,
+                    manager=manager)
+    for line in report.lines():
+        click.echo(line)

@@ -1,0 +1,606 @@
+"""``galaug ingest``: read image files into a galaug dataset.
+
+:func:`ingest` lists the input files, reads them with a reader plugin,
+brings every image to one shape (centre crop or flux-conserving
+resampling), applies the NaN/Inf policy and streams the images in batches
+to a :class:`galaug.data.DatasetWriter`. What was skipped, filled or left
+unknown is returned in an :class:`IngestReport` and recorded in the
+provenance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import glob
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import astropy.units as u
+import numpy as np
+
+from galaug._progress import progress
+from galaug.config import config_to_dict, resolve_config
+from galaug.data import _format as fmt
+from galaug.data.provenance import make_entry
+from galaug.data.writer import DatasetWriter, check_output
+from galaug.errors import GalaugError, PluginError
+from galaug.kinds import Reader
+from galaug.sources.readers import FileUnits
+
+__all__ = ["IngestReport", "ingest", "find_inputs", "reader_class", "resample_flux", "BUILTIN_READERS"]
+
+#: Readers tried first when ``format="auto"``.
+BUILTIN_READERS = ("fits", "hdf5", "npy")
+FITS = ("crop", "resize")
+ON_BAD = ("reject", "fill", "skip")
+#: Offenders named in an error message.
+_NAMED = 2
+#: Skipped images listed in the provenance (the count is always there).
+_PROVENANCE_SKIPPED = 1000
+
+# kinds of bad input: NaN/Inf pixels, a file that cannot be read, an image that does not fit
+_NONFINITE, _UNREADABLE, _MISFIT = "nonfinite", "unreadable", "misfit"
+
+
+@dataclasses.dataclass
+class IngestReport:
+    """What :func:`ingest` wrote, skipped and filled.
+
+    Attributes
+    ----------
+    path : Path
+        The dataset written.
+    reader : str
+        Name of the reader plugin used.
+    n_files : int
+        Input files.
+    n_read : int
+        Images read from them (written or skipped).
+    n_written : int
+    skipped : list of (str, str)
+        ``(label, reason)`` of each file or image left out, in input order.
+    n_filled_images, n_filled_pixels : int
+        Images with NaN/Inf pixels replaced by ``fill_value``, and how many pixels.
+    bands : tuple of str
+    image_shape : tuple of int
+        ``(C, H, W)`` of the images written.
+    pixel_scale : astropy.units.Quantity or None
+        Of the images written (after resampling); None when unknown.
+    flux_unit : str or None
+    notes : list of str
+        Why the pixel scale or flux unit is unknown.
+    """
+
+    path: Path
+    reader: str
+    n_files: int
+    n_read: int
+    n_written: int
+    skipped: list[tuple[str, str]]
+    n_filled_images: int
+    n_filled_pixels: int
+    bands: tuple[str, ...]
+    image_shape: tuple[int, int, int]
+    pixel_scale: u.Quantity | None
+    flux_unit: str | None
+    notes: list[str]
+
+    def lines(self, *, max_skipped: int = 20) -> list[str]:
+        """The report as text, one line per item (``galaug ingest`` prints these)."""
+        c, h, w = self.image_shape
+        scale = "unknown" if self.pixel_scale is None else f"{self.pixel_scale.value:g} {self.pixel_scale.unit} / pixel"
+        out = [
+            f"wrote {self.path}: {self.n_written} images ({c} x {h} x {w}) from {self.n_files} "
+            f"{'file' if self.n_files == 1 else 'files'} ({self.reader})",
+            f"bands {', '.join(self.bands)}; pixel scale {scale}; flux unit {self.flux_unit or 'unknown'}",
+        ]
+        if self.skipped:
+            out.append(f"skipped {len(self.skipped)}:")
+            out += [f"  {label}: {reason}" for label, reason in self.skipped[:max_skipped]]
+            if len(self.skipped) > max_skipped:
+                out.append(f"  ... and {len(self.skipped) - max_skipped} more")
+        if self.n_filled_pixels:
+            out.append(f"filled {self.n_filled_pixels} NaN/Inf pixels in {self.n_filled_images} images")
+        out += [f"note: {n}" for n in self.notes]
+        return out
+
+
+# -- inputs ----------------------------------------------------------------------------
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    name = name.lower()
+    return any(fnmatch.fnmatchcase(name, p.lower()) for p in patterns)
+
+
+def _readers(manager: Any) -> Iterator[tuple[str, type[Reader]]]:
+    """Registered readers, the built-in ones first; others are imported only when reached."""
+    entries = sorted(manager.registry.entries("source"), key=lambda e: e.name not in BUILTIN_READERS)
+    for entry in entries:
+        try:
+            cls = manager.registry.load(entry)
+        except PluginError:
+            continue
+        if issubclass(cls, Reader):
+            yield entry.name, cls
+
+
+def reader_class(name: str, *, manager: Any = None) -> type[Reader]:
+    """The reader plugin ``name``; a clear error if it is unknown, broken or a simulator."""
+    from galaug.pluginmanager import get_manager
+
+    cls = (manager or get_manager()).get("source", name)
+    if not issubclass(cls, Reader):
+        raise GalaugError(f"source {name!r} is a simulator, not a file reader (use galaug simulate)")
+    return cls
+
+
+def find_inputs(src: str | Path, *, format: str = "auto", manager: Any = None) -> tuple[str, list[Path]]:
+    """The reader and the sorted input files of ``src``.
+
+    Parameters
+    ----------
+    src : str or Path
+        A file, a folder (its files that match the reader's patterns; not
+        recursive) or a glob (``"cutouts/**/*.fits"``, recursive).
+    format : str
+        A reader name, or ``"auto"`` to choose by file name.
+    manager : galaug.pluginmanager.PluginManager, optional
+        The process-wide manager by default.
+
+    Returns
+    -------
+    name : str
+        The reader's name.
+    files : list of Path
+
+    Raises
+    ------
+    GalaugError
+        If ``src`` matches nothing, no reader takes its files, or its files
+        need several readers.
+    """
+    from galaug.pluginmanager import get_manager
+
+    manager = manager or get_manager()
+    path = Path(src)
+    if path.is_dir():
+        candidates = sorted(p for p in path.iterdir() if p.is_file())
+        filtered = True
+    elif path.exists():
+        candidates, filtered = [path], False
+    elif glob.has_magic(str(src)):
+        candidates = sorted(Path(p) for p in glob.glob(str(src), recursive=True) if Path(p).is_file())
+        filtered = False
+        if not candidates:
+            raise GalaugError(f"{src}: no files match")
+    else:
+        raise GalaugError(f"{src}: no such file or directory")
+
+    if format != "auto":
+        cls = reader_class(format, manager=manager)
+        files = [p for p in candidates if _matches(p.name, cls.patterns)] if filtered and cls.patterns else candidates
+        if not files:
+            raise GalaugError(f"{src}: no files matching {' '.join(cls.patterns)} (reader {format!r})")
+        return format, files
+
+    if not filtered and len(candidates) == 1:
+        for name, cls in _readers(manager):
+            if _matches(path.name, cls.patterns):
+                return name, candidates
+        raise GalaugError(f"{src}: no reader takes this file name; choose one with --format")
+    found: dict[str, list[Path]] = {}
+    builtin_found = False
+    for name, cls in _readers(manager):
+        if builtin_found and name not in BUILTIN_READERS:
+            break  # a built-in reader matched: other plugins are not imported
+        files = [p for p in candidates if _matches(p.name, cls.patterns)]
+        if files:
+            found[name] = files
+            builtin_found = builtin_found or name in BUILTIN_READERS
+    if not found:
+        raise GalaugError(f"{src}: no files that a reader takes (looked at {len(candidates)}); "
+                          "choose one with --format")
+    if len(found) > 1:
+        counts = ", ".join(f"{n}: {len(f)}" for n, f in found.items())
+        raise GalaugError(f"{src}: holds files of several formats ({counts}); choose one with --format")
+    [(name, files)] = found.items()
+    return name, files
+
+
+# -- shapes ----------------------------------------------------------------------------
+
+def _overlap(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in): the length of input pixel i inside output pixel j, in input pixels."""
+    edges = np.arange(n_out + 1) * (n_in / n_out)
+    lo = np.maximum(edges[:-1, None], np.arange(n_in)[None, :])
+    hi = np.minimum(edges[1:, None], np.arange(1, n_in + 1)[None, :])
+    return np.clip(hi - lo, 0, None)
+
+
+def resample_flux(image: np.ndarray, size: int) -> np.ndarray:
+    """Resample (C, H, W) to (C, size, size) keeping the total flux of each band.
+
+    Each output pixel receives the flux of the input pixels it covers, in
+    proportion to the area covered (area-weighted rebinning). Downsampling
+    by an integer factor sums blocks; upsampling spreads each input pixel
+    evenly over the output pixels it covers.
+    """
+    rows, cols = _overlap(image.shape[-2], size), _overlap(image.shape[-1], size)
+    return (rows @ image.astype(np.float64) @ cols.T).astype(np.float32)  # (C, size, size)
+
+
+def _crop(image: np.ndarray, size: int) -> np.ndarray:
+    h, w = image.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return image[:, top:top + size, left:left + size]
+
+
+def _one_line(text: str, limit: int = 240) -> str:
+    text = re.sub(r"\s+", " ", str(text)).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- the run ---------------------------------------------------------------------------
+
+class _Agreement:
+    """A value every written image should share (pixel scale, flux unit): the first, or unknown."""
+
+    def __init__(self, same: Callable[[Any, Any], bool]) -> None:
+        self.same = same
+        self.value: Any = None
+        self.first = ""
+        self.problem = ""
+        self.started = False
+
+    def see(self, value: Any, label: str) -> None:
+        if self.problem:
+            return
+        if value is None:
+            self.problem = f"{label} declares none"
+        elif not self.started:
+            self.value, self.first = value, label
+        elif not self.same(self.value, value):
+            self.problem = f"{self.first} says {self.value}, {label} says {value}"
+        self.started = True
+
+    def result(self) -> Any:
+        return None if self.problem or not self.started else self.value
+
+
+def _same_scale(a: u.Quantity, b: u.Quantity) -> bool:
+    return a.unit.physical_type == b.unit.physical_type and math.isclose(a.value, b.to_value(a.unit), rel_tol=1e-6)
+
+
+def _same_unit(a: str, b: str) -> bool:
+    """Whether two unit strings (``BUNIT``) name the same unit (``nJy`` and ``nanojansky``)."""
+    try:
+        return a == b or u.Unit(a, parse_strict="raise") == u.Unit(b, parse_strict="raise")
+    except (TypeError, ValueError):
+        return False
+
+
+class _Ingest:
+    """The state of one ingest: reference shape and bands, the batch, the bad images."""
+
+    def __init__(self, out: Path, *, bands: tuple[str, ...] | None, size: int | None, fit: str,
+                 on_bad: str, fill_value: float, batch_size: int, overwrite: bool,
+                 entry: dict[str, Any]) -> None:
+        self.out, self.user_bands, self.size, self.fit = out, bands, size, fit
+        self.on_bad, self.fill_value, self.batch_size, self.overwrite = on_bad, fill_value, batch_size, overwrite
+        self.entry = entry
+        self.n_channels = len(bands) if bands else None
+        self.in_shape: tuple[int, int] | None = None  # (H, W) every input must have (size None or resize)
+        self.file_bands: tuple[str, ...] | None = None
+        self.file_bands_from = ""
+        self.scale = _Agreement(_same_scale)
+        self.unit = _Agreement(_same_unit)
+        self.writer: DatasetWriter | None = None
+        self.batch: np.ndarray | None = None
+        self.batch_index: list[int] = []
+        self.n_read = 0
+        self.bad: list[tuple[str, str, str]] = []  # (label, reason, kind)
+        self.failing = False  # bad input that ends the ingest was seen: stop writing
+        self.n_written = 0
+        self.n_filled_images = self.n_filled_pixels = 0
+
+    # -- per image -------------------------------------------------------------
+    def fatal(self, kind: str) -> bool:
+        """Whether bad input of ``kind`` ends the ingest with an error (after reading everything)."""
+        return self.on_bad == "reject" or (self.on_bad == "fill" and kind != _NONFINITE)
+
+    def reject(self, label: str, reason: str, kind: str) -> None:
+        self.bad.append((label, _one_line(reason), kind))
+        self.failing = self.failing or self.fatal(kind)
+
+    def add(self, label: str, image: np.ndarray, bands: tuple[str, ...] | None, units: Any) -> None:
+        """Check, fit and queue one image (C, H, W) read from the files."""
+        index = self.n_read
+        self.n_read += 1
+        c, h, w = image.shape
+        if self.n_channels is None:
+            self.n_channels = c
+        if c != self.n_channels:
+            given = f" (--bands {','.join(self.user_bands)})" if self.user_bands else ""
+            return self.reject(label, f"{c} bands, expected {self.n_channels}{given}", _MISFIT)
+        if bands is not None and self.user_bands is None:
+            if self.file_bands is None:
+                self.file_bands, self.file_bands_from = bands, label
+            elif bands != self.file_bands:
+                return self.reject(label, f"bands {','.join(bands)} differ from {','.join(self.file_bands)} "
+                                          f"of {self.file_bands_from}", _MISFIT)
+        if self.size is None or self.fit == "resize":
+            if self.in_shape is None:
+                self.in_shape = (h, w)
+                if self.fit == "resize" and h != w:
+                    raise GalaugError(f"{label}: --fit resize needs square images, got {h}x{w}")
+            if (h, w) != self.in_shape:
+                hint = "--fit resize needs one input shape" if self.size else "use --size to crop"
+                return self.reject(label, f"{h}x{w} pixels, expected {self.in_shape[0]}x{self.in_shape[1]} ({hint})",
+                                   _MISFIT)
+        elif h < self.size or w < self.size:
+            return self.reject(label, f"smaller than {self.size}x{self.size} ({h}x{w})", _MISFIT)
+        else:
+            image = _crop(image, self.size)
+        finite = np.isfinite(image)
+        if not finite.all():
+            n_bad = int(finite.size - np.count_nonzero(finite))
+            if self.on_bad != "fill":
+                return self.reject(label, f"{n_bad} NaN/Inf pixels", _NONFINITE)
+            image = np.where(finite, image, np.float32(self.fill_value))
+            self.n_filled_images += 1
+            self.n_filled_pixels += n_bad
+        if self.fit == "resize":
+            image = resample_flux(image, self.size)
+        self.scale.see(units.pixel_scale, label)
+        self.unit.see(units.flux_unit, label)
+        if not self.failing:  # else keep reading to count the bad ones, but write nothing
+            self._queue(image, index)
+
+    def _queue(self, image: np.ndarray, index: int) -> None:
+        if self.writer is None:
+            self.writer = DatasetWriter(self.out, bands=[f"b{i}" for i in range(len(image))],
+                                        image_size=image.shape[1:], provenance=self.entry,
+                                        overwrite=self.overwrite)
+            self.batch = np.empty((self.batch_size, *image.shape), dtype=np.float32)
+        self.batch[len(self.batch_index)] = image
+        self.batch_index.append(index)
+        self.n_written += 1
+        if len(self.batch_index) == self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batch_index:
+            self.writer.append(self.batch[: len(self.batch_index)], index=np.asarray(self.batch_index))
+            self.batch_index = []
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+    # -- at the end ------------------------------------------------------------
+    def error_message(self, n_files: int) -> str | None:
+        """The one-line error if bad input ends this ingest, else None."""
+        fatal = [b for b in self.bad if self.fatal(b[2])]
+        if not fatal:
+            return None
+        parts = []
+        for kind in (_UNREADABLE, _MISFIT, _NONFINITE):
+            these = [b for b in fatal if b[2] == kind]
+            if not these:
+                continue
+            if kind == _NONFINITE:
+                names = ", ".join(label for label, _, _ in these[:_NAMED])
+                parts.append(f"{len(these)} of {self.n_read} images have NaN/Inf pixels (first: {names})")
+            else:
+                first = "; ".join(f"{label}: {reason}" for label, reason, _ in these[:_NAMED])
+                what = f"{len(these)} of {n_files} files cannot be read" if kind == _UNREADABLE \
+                    else f"{len(these)} of {self.n_read} images do not fit"
+                parts.append(f"{what} (first: {first})")
+        only_nan = all(b[2] == _NONFINITE for b in fatal)
+        hint = "use --on-bad fill or --on-bad skip" if only_nan else "use --on-bad skip to leave them out"
+        return "; ".join(parts) + "; " + hint
+
+
+def _user_bands(bands: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    if bands is None:
+        return None
+    names = tuple(b.strip() for b in (bands.split(",") if isinstance(bands, str) else bands))
+    if not names or not all(names) or len(set(names)) != len(names):
+        raise GalaugError(f"--bands must be distinct non-empty names like g,r,i, got {','.join(names)!r}")
+    return names
+
+
+def _reader_config(cls: type[Reader], config: Any) -> Any:
+    if config is None or isinstance(config, cls.Config):
+        return config if config is not None else cls.Config()
+    if isinstance(config, Mapping):
+        return resolve_config(cls.Config, overrides=dict(config))
+    raise GalaugError(f"config for reader {cls.name!r} must be a {cls.Config.__name__} or a mapping, "
+                      f"got {type(config).__name__}")
+
+
+def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
+           bands: str | Sequence[str] | None = None, size: int | None = None, fit: str = "crop",
+           on_bad: str = "reject", fill_value: float = 0.0, pixel_scale: u.Quantity | str | None = None,
+           flux_unit: str | None = None, config: Any = None, overwrite: bool = False,
+           batch_size: int = 256, manager: Any = None) -> IngestReport:
+    """Read image files into a new galaug dataset.
+
+    Parameters
+    ----------
+    src : str or Path
+        A file, a folder (its files matching the reader's patterns, sorted)
+        or a glob; see :func:`find_inputs`.
+    out : str or Path
+        The dataset to create; it appears only when complete.
+    format : str
+        Reader name (``"fits"``, ``"hdf5"``, ``"npy"`` or a plugin's), or
+        ``"auto"`` to choose by file name.
+    bands : str or sequence of str, optional
+        Band names (``"g,r,i"``); their number must match every image.
+        Default: the names the files declare (all must agree), else ``b0, b1, ...``.
+    size : int, optional
+        Bring every image to ``size`` x ``size``; keep the shape (all must
+        agree) when omitted.
+    fit : {"crop", "resize"}
+        ``crop``: the centre ``size`` x ``size`` pixels (a smaller image is
+        bad). ``resize``: flux-conserving resampling (:func:`resample_flux`)
+        of square images that all share one shape; the pixel scale recorded
+        is multiplied by input size / ``size``.
+    on_bad : {"reject", "fill", "skip"}
+        Images with NaN/Inf pixels: ``reject`` fails the ingest, naming
+        them; ``fill`` replaces those pixels with ``fill_value``; ``skip``
+        leaves the images out. Files that cannot be read and images that do
+        not fit (bands, shape) fail the ingest unless ``skip``.
+    fill_value : float
+        Value of replaced pixels with ``on_bad="fill"``.
+    pixel_scale : Quantity or str, optional
+        Pixel scale of the input files (``"0.2 arcsec"``); default: the
+        scale the files declare (FITS ``PIXSCALE``/``PIXUNIT`` or WCS) when
+        they all agree, else unknown.
+    flux_unit : str, optional
+        Unit of the pixel values; default: the files' ``BUNIT`` when they
+        all agree, else unknown.
+    config : dataclass instance or mapping, optional
+        The reader's options (its ``Config``, or a mapping of keys).
+    overwrite : bool
+        Replace an existing ``out`` once the new dataset is complete.
+    batch_size : int
+        Images held in memory before they are written.
+    manager : galaug.pluginmanager.PluginManager, optional
+        Where readers are looked up; the process-wide manager by default.
+
+    Returns
+    -------
+    IngestReport
+
+    Raises
+    ------
+    GalaugError
+        For bad options, no input files, an existing output, and bad input
+        under the policy above; nothing is written then.
+    """
+    if fit not in FITS:
+        raise GalaugError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+    if on_bad not in ON_BAD:
+        raise GalaugError(f"on_bad must be one of {', '.join(ON_BAD)}, got {on_bad!r}")
+    if size is not None and size < 1:
+        raise GalaugError(f"size must be a positive number of pixels, got {size}")
+    if fit == "resize" and size is None:
+        raise GalaugError("--fit resize needs --size")
+    if batch_size < 1:
+        raise GalaugError(f"batch_size must be positive, got {batch_size}")
+    if not (math.isfinite(fill_value) and abs(fill_value) <= np.finfo(np.float32).max):
+        raise GalaugError(f"--fill-value must be a finite 32-bit float, got {fill_value}")
+    user_bands = _user_bands(bands)
+    try:
+        user_scale = fmt.pixel_scale_quantity(fmt.pixel_scale_attr(pixel_scale))
+        user_unit = fmt.flux_unit_attr(flux_unit)
+    except ValueError as exc:
+        raise GalaugError(str(exc)) from None
+    out = check_output(out, overwrite=overwrite)
+
+    from galaug.pluginmanager import get_manager
+
+    manager = manager or get_manager()
+    name, files = find_inputs(src, format=format, manager=manager)
+    cls = reader_class(name, manager=manager)
+    reader = cls(_reader_config(cls, config))
+    options = {"bands": list(user_bands) if user_bands else None, "size": size, "fit": fit, "on_bad": on_bad,
+               "fill_value": fill_value, "pixel_scale": fmt.pixel_scale_attr(user_scale), "flux_unit": user_unit}
+    entry = make_entry("ingest", plugin=f"source:{name}", plugin_version=manager.registry.entry("source", name).version,
+                       config=config_to_dict(reader.config), options=options, source=str(src))
+    run = _Ingest(out, bands=user_bands, size=size, fit=fit, on_bad=on_bad, fill_value=fill_value,
+                  batch_size=batch_size, overwrite=overwrite, entry=entry)
+    try:
+        with progress(total=len(files), desc="ingest", unit="file") as bar:
+            for path in files:
+                items, n = _file_items(reader, path), 0
+                while True:
+                    try:  # errors of the reader, not of what is done with its images
+                        item = next(items, None)
+                    except (ValueError, OSError) as exc:
+                        after = f" (after {n} images)" if n else ""
+                        run.reject(path.name, f"{str(exc) or type(exc).__name__}{after}", _UNREADABLE)
+                        break
+                    if item is None:
+                        break
+                    run.add(*item)
+                    n += 1
+                bar.update(1)
+        message = run.error_message(len(files))
+        if message:
+            raise GalaugError(message)
+        if run.writer is None:
+            if run.bad:
+                label, reason, _ = run.bad[0]
+                raise GalaugError(f"no images left: all {len(run.bad)} were skipped (first: {label}: {reason})")
+            raise GalaugError(f"{src}: no images in {len(files)} {'file' if len(files) == 1 else 'files'}")
+        run.flush()
+        report = _finish(run, name, files, user_scale, user_unit)
+        run.writer.close()
+    except BaseException:
+        run.abort()
+        raise
+    return report
+
+
+def _file_items(reader: Reader, path: Path) -> Iterator[tuple[str, np.ndarray, Any, FileUnits]]:
+    """``(label, image, bands, units)`` of each image of ``path``; no units from a reader that has none."""
+    read_with_units = getattr(reader, "read_with_units", None)
+    if read_with_units is not None:
+        yield from read_with_units(path)
+        return
+    for label, image, bands in reader.read(path):
+        image = np.asarray(image, dtype=np.float32)
+        if image.ndim == 2:
+            image = image[None]
+        if image.ndim != 3:
+            raise ValueError(f"reader {reader.name!r} gave an image of shape {image.shape}, not (C, H, W)")
+        yield label, image, bands, FileUnits()
+
+
+def _finish(run: _Ingest, name: str, files: list[Path], user_scale: u.Quantity | None,
+            user_unit: str | None) -> IngestReport:
+    """Settle bands, pixel scale and flux unit, record them on the writer, and build the report.
+
+    The writer is created at the first good image, before the files have
+    all been seen; what only the end knows is set on it here, before it
+    writes its attributes on close.
+    """
+    writer = run.writer
+    notes = []
+    n_channels = writer.image_shape[0]
+    bands = run.user_bands or run.file_bands or tuple(f"b{i}" for i in range(n_channels))
+    scale = user_scale if user_scale is not None else run.scale.result()
+    if scale is None and run.scale.problem:
+        notes.append(f"pixel scale unknown: {run.scale.problem} (set it with --pixel-scale)")
+    factor = 1.0
+    if run.fit == "resize":
+        factor = run.in_shape[0] / run.size
+        scale = None if scale is None else scale * factor
+    unit = user_unit
+    if unit is None and run.unit.result() is not None:
+        try:
+            unit = fmt.flux_unit_attr(run.unit.result())
+        except ValueError as exc:
+            notes.append(f"flux unit unknown: {exc} (set it with --flux-unit)")
+    elif unit is None and run.unit.problem:
+        notes.append(f"flux unit unknown: {run.unit.problem} (set it with --flux-unit)")
+    skipped = [(label, reason) for label, reason, _ in run.bad]
+    writer.bands = bands
+    writer._meta.update(bands=list(bands), pixel_scale=fmt.pixel_scale_attr(scale), flux_unit=unit)
+    writer._meta["provenance"][-1].update(
+        n_files=len(files), n_read=run.n_read, n_written=run.n_written, resample_factor=factor,
+        n_filled_pixels=run.n_filled_pixels, n_skipped=len(skipped),
+        skipped=[list(s) for s in skipped[:_PROVENANCE_SKIPPED]], notes=notes,
+    )
+    return IngestReport(
+        path=writer.path, reader=name, n_files=len(files), n_read=run.n_read, n_written=run.n_written,
+        skipped=skipped, n_filled_images=run.n_filled_images, n_filled_pixels=run.n_filled_pixels,
+        bands=bands, image_shape=writer.image_shape, pixel_scale=scale, flux_unit=unit, notes=notes,
+    )

@@ -1,0 +1,433 @@
+"""The ``alae`` generator component: config and presets, the training loop, the trained model."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from galaug._progress import progress
+from galaug.config import config_to_dict
+from galaug.data import open_dataset
+from galaug.data._format import pixel_scale_quantity
+from galaug.data.torch import BlockDataset, BlockSampler
+from galaug.errors import GalaugError
+from galaug.kinds import Generator, GeneratorModel, Layout
+from galaug_alae.checkpoint import load_checkpoint, save_checkpoint
+from galaug_alae.model import Discriminator, Encoder, Mapping, NetConfig, Synthesis
+from galaug_alae.transform import IntensityTransform
+
+__all__ = ["AlaeConfig", "Alae", "AlaeModel", "row_seed"]
+
+
+@dataclasses.dataclass
+class AlaeConfig:
+    """Options of the ALAE generator (``galaug config generator alae``)."""
+
+    #: power of two from 16 to 256; must match the training images
+    image_size: int = 64
+    #: size of z and of w
+    latent_dim: int = 128
+    mapping_layers: int = 8
+    #: learning-rate multiplier of F (lower, as in ALAE)
+    mapping_lr_mul: float = 0.1
+    #: channels at resolution r: min(fmap_max, fmap_base / r)
+    fmap_base: int = 2048
+    fmap_max: int = 256
+    disc_layers: int = 3
+    batch_size: int = 32
+    steps: int = 20000
+    lr: float = 0.002
+    beta1: float = 0.0
+    beta2: float = 0.99
+    #: R1 penalty weight gamma: gamma / 2 * |grad_x D(E(x))|^2
+    r1_gamma: float = 10.0
+    #: compute R1 every k steps, scaled by k (lazy regularisation, StyleGAN2); 1 = every step
+    r1_every: int = 1
+    #: exponential moving average of F and G used for sampling
+    ema_beta: float = 0.999
+    #: moving average of w used for truncation
+    w_avg_beta: float = 0.995
+    #: probability of mixing two styles at a random layer during training
+    style_mixing: float = 0.9
+    #: random flips and 90-degree rotations of the training images
+    augment: bool = True
+    progressive: bool = False
+    #: progressive: first resolution, and steps per new level (half fade-in, half stable)
+    start_resolution: int = 8
+    level_steps: int = 5000
+    stretch: Literal["asinh", "linear"] = "asinh"
+    #: asinh softening as a multiple of the robust noise scale
+    softening: float = 1.0
+    #: images used to fit the intensity transform
+    transform_samples: int = 4000
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    sample_every: int = 1000
+    log_every: int = 20
+
+    def __post_init__(self) -> None:
+        if self.image_size not in (16, 32, 64, 128, 256):
+            raise ValueError(f"image_size must be a power of two from 16 to 256, got {self.image_size}")
+        if self.start_resolution not in (4, 8, 16, 32, 64, 128, 256) or self.start_resolution > self.image_size:
+            raise ValueError("start_resolution must be a power of two, at least 4 and at most image_size")
+        for name in ("latent_dim", "mapping_layers", "fmap_base", "fmap_max", "batch_size", "steps",
+                     "checkpoint_every", "keep_checkpoints", "sample_every", "log_every", "level_steps", "r1_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.disc_layers < 2:
+            raise ValueError("disc_layers must be at least 2")
+        if not (0 <= self.ema_beta < 1 and 0 <= self.w_avg_beta < 1 and 0 <= self.style_mixing <= 1):
+            raise ValueError("ema_beta, w_avg_beta must be in [0, 1) and style_mixing in [0, 1]")
+        if self.lr <= 0 or self.r1_gamma < 0 or self.softening <= 0:
+            raise ValueError("lr and softening must be positive, r1_gamma >= 0")
+
+    def net(self, bands: int) -> NetConfig:
+        return NetConfig(bands=bands, image_size=self.image_size, latent_dim=self.latent_dim,
+                         mapping_layers=self.mapping_layers, mapping_lr_mul=self.mapping_lr_mul,
+                         fmap_base=self.fmap_base, fmap_max=self.fmap_max, disc_layers=self.disc_layers)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # 32x32, small widths: a useful demo training on 2 CPU cores in a few minutes
+    "tiny": dict(image_size=32, latent_dim=32, mapping_layers=4, fmap_base=256, fmap_max=32, batch_size=16,
+                 steps=600, r1_every=4, ema_beta=0.99, style_mixing=0.5, checkpoint_every=200, sample_every=200,
+                 transform_samples=1000, log_every=10),
+    # 64x64: CPU in hours
+    "small": dict(image_size=64, latent_dim=128, mapping_layers=8, fmap_base=2048, fmap_max=128, batch_size=32,
+                  steps=20000, checkpoint_every=1000, sample_every=1000),
+    # 256x256, progressive growing from 8x8, as in the study: a GPU job
+    "paper": dict(image_size=256, latent_dim=256, mapping_layers=8, fmap_base=8192, fmap_max=256, batch_size=32,
+                  steps=300000, progressive=True, start_resolution=8, level_steps=40000, checkpoint_every=5000,
+                  sample_every=5000),
+}
+
+
+def row_seed(seed: int, row: int) -> int:
+    """The seed of sample ``row`` (splitmix64 of both): any slice can be regenerated alone."""
+    x = (seed * 0x9E3779B97F4A7C15 + row + 1) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return (x ^ (x >> 31)) & 0x7FFFFFFFFFFFFFFF
+
+
+def _styles(w: torch.Tensor, num_layers: int) -> torch.Tensor:
+    return w[:, None, :].expand(-1, num_layers, -1)  # (B, L, D): the same w for every layer
+
+
+def _schedule(cfg: AlaeConfig, net: NetConfig, step: int) -> tuple[int, float]:
+    """(level, alpha) at ``step``: the resolution being trained and the fade-in of its newest level."""
+    top = net.levels - 1
+    if not cfg.progressive:
+        return top, 1.0
+    start = int(math.log2(cfg.start_resolution)) - 2
+    phase = step // cfg.level_steps  # phases alternate: stable (even), fade-in of the next level (odd)
+    level = min(start + (phase + 1) // 2, top)
+    if level == top and phase >= 2 * (top - start):
+        return top, 1.0
+    alpha = (step % cfg.level_steps) / cfg.level_steps if phase % 2 == 1 else 1.0
+    return level, alpha
+
+
+class Nets(torch.nn.Module):
+    """F, G, E, D and the EMA copies of F and G, with the running mean of w."""
+
+    def __init__(self, net: NetConfig) -> None:
+        super().__init__()
+        self.F, self.G, self.E, self.D = Mapping(net), Synthesis(net), Encoder(net), Discriminator(net)
+        self.F_ema, self.G_ema = copy.deepcopy(self.F), copy.deepcopy(self.G)
+        for p in (*self.F_ema.parameters(), *self.G_ema.parameters()):
+            p.requires_grad_(False)
+        self.register_buffer("w_avg", torch.zeros(net.latent_dim))
+
+
+def _layout_dict(ds) -> dict[str, Any]:
+    return {"bands": list(ds.bands), "image_size": ds.image_shape[1], "pixel_scale": ds.meta.get("pixel_scale"),
+            "flux_unit": ds.flux_unit}
+
+
+class Alae(Generator):
+    """Adversarial Latent Autoencoder (Pidhorskyi et al. 2020) for multi-band float galaxy images."""
+
+    name = "alae"
+    Config = AlaeConfig
+    presets = PRESETS
+
+    # -- training ------------------------------------------------------------------
+    def train(self, data: Path, run_dir: Path, *, steps: int | None = None, device: str = "cpu", seed: int = 0,
+              resume: bool = False) -> None:
+        train_alae(self.config, data=Path(data), run_dir=Path(run_dir), steps=steps or self.config.steps,
+                   device=torch.device(device), seed=seed, resume=resume)
+
+    @classmethod
+    def load(cls, run_dir: Path, *, device: str = "cpu", checkpoint: Path | None = None) -> AlaeModel:
+        return AlaeModel.from_checkpoint(load_checkpoint(Path(run_dir), checkpoint=checkpoint), device=device)
+
+
+def _check_data(ds, cfg: AlaeConfig) -> None:
+    c, h, w = ds.image_shape
+    if h != w or h != cfg.image_size:
+        raise GalaugError(f"{ds.path}: images are {h}x{w} but the ALAE config has image_size {cfg.image_size} "
+                          f"(--set image_size={h} if {h} is a power of two from 16 to 256)")
+    if len(ds) < cfg.batch_size:
+        raise GalaugError(f"{ds.path}: {len(ds)} images, fewer than one batch of {cfg.batch_size}")
+
+
+def _fit_transform(ds, cfg: AlaeConfig, seed: int) -> IntensityTransform:
+    n = min(len(ds), cfg.transform_samples)
+    start = int(np.random.default_rng(seed).integers(0, len(ds) - n + 1))
+    images = ds.read(start, start + n, fields=["images"])["images"]
+    bad = ~np.isfinite(images).all(axis=(1, 2, 3))
+    if bad.any():
+        raise GalaugError(f"{ds.path}: {int(bad.sum())} image(s) with NaN/Inf pixels (first at row "
+                          f"{start + int(np.flatnonzero(bad)[0])}); clean the data (galaug ingest --on-bad) first")
+    return IntensityTransform.fit(images, kind=cfg.stretch, softening_factor=cfg.softening)
+
+
+def _augment(x: torch.Tensor) -> torch.Tensor:
+    """Random flips and 90-degree rotations, one draw per batch from the global generator."""
+    k, flip = (int(v) for v in torch.randint(0, 4, (2,)))
+    x = torch.rot90(x, k, dims=(2, 3))
+    return torch.flip(x, dims=(3,)) if flip % 2 else x
+
+
+def _mixed_styles(nets: Nets, z: torch.Tensor, level: int, mixing: float, *, mapping) -> torch.Tensor:
+    """Styles from F(z); with probability ``mixing`` the layers after a random cut come from another z."""
+    w = mapping(z)
+    styles = _styles(w, nets.G.num_layers).clone()
+    if mixing > 0 and float(torch.rand(())) < mixing:
+        cut = int(torch.randint(1, 2 * (level + 1), ())) if level > 0 else 1
+        styles[:, cut:] = mapping(torch.randn_like(z))[:, None, :]
+    return styles
+
+
+def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device: torch.device, seed: int,
+               resume: bool) -> None:
+    """The ALAE training loop: three updates per step, EMA, checkpoints, metrics, sample grids.
+
+    Each step (Pidhorskyi et al. 2020, Algorithm 1):
+    1. E and D: softplus(D(E(G(F(z))))) + softplus(-D(E(x))) + gamma/2 |grad_x D(E(x))|^2;
+    2. F and G, E and D frozen: softplus(-D(E(G(F(z)))));
+    3. G and E: |E(G(w)) - w|^2 with w = F(z) held fixed.
+    Data order, z, noise and augmentation come from (seed, step) and the
+    saved RNG state, so a resumed run ends with the same weights.
+    """
+    ds = open_dataset(data)
+    _check_data(ds, cfg)
+    net = cfg.net(ds.image_shape[0])
+    metrics_path = run_dir / "metrics.jsonl"
+    if resume:
+        state = load_checkpoint(run_dir)
+        torch.set_rng_state(state["rng"]["torch"])
+        transform = IntensityTransform.from_state_dict(state["transform"])
+        start = state["step"]
+    else:
+        torch.manual_seed(seed)
+        transform = _fit_transform(ds, cfg, seed)
+        state, start = None, 0
+    nets = Nets(net)
+    opt_ed = torch.optim.Adam([*nets.E.parameters(), *nets.D.parameters()], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_fg = torch.optim.Adam([*nets.F.parameters(), *nets.G.parameters()], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    if state is not None:
+        nets.load_state_dict(state["nets"])
+        opt_ed.load_state_dict(state["opt_ed"])
+        opt_fg.load_state_dict(state["opt_fg"])
+        if metrics_path.exists():  # drop lines logged after the checkpoint we resume from
+            kept = [l for l in metrics_path.read_text().splitlines() if json.loads(l)["step"] <= start]
+            metrics_path.write_text("".join(l + "\n" for l in kept))
+    nets.to(device)
+    batches = BlockDataset(ds.path, fields=("images",), batch_size=cfg.batch_size)
+    sampler = BlockSampler(len(ds), batch_size=cfg.batch_size, seed=seed, drop_last=True)
+    per_epoch = len(sampler)
+    ranges: list = []
+    sample_z = torch.randn(16, net.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(run_dir, {
+            "config": config_to_dict(cfg), "layout": _layout_dict(ds), "nets": nets.state_dict(),
+            "opt_ed": opt_ed.state_dict(), "opt_fg": opt_fg.state_dict(), "transform": transform.state_dict(),
+            "rng": {"torch": torch.get_rng_state()}, "seed": seed,
+        }, step=step, keep=cfg.keep_checkpoints)
+
+    bar = progress(total=steps, desc="train alae", unit="step")
+    bar.update(start)
+    t_log, seen = time.perf_counter(), 0
+    with open(metrics_path, "a") as log:
+        for step in range(start, steps):
+            epoch, pos = divmod(step, per_epoch)
+            if pos == 0 or not ranges:
+                sampler.set_epoch(epoch)
+                ranges = list(sampler)
+            x = batches[ranges[pos]]["images"].to(device)
+            if not torch.isfinite(x).all():
+                raise GalaugError(f"{ds.path}: NaN/Inf pixels in rows {ranges[pos][0]}-{ranges[pos][1] - 1}")
+            level, alpha = _schedule(cfg, net, step)
+            x = transform.forward(x)
+            if cfg.augment:
+                x = _augment(x)
+            for _ in range(net.levels - 1 - level):
+                x = F.avg_pool2d(x, 2)
+            if alpha < 1:  # blend the real images like the generator's fade-in
+                x = torch.lerp(F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear",
+                                             align_corners=False), x, alpha)
+            b = x.shape[0]
+            logs = _train_step(nets, opt_ed, opt_fg, x, cfg, level, alpha, b, r1=step % cfg.r1_every == 0)
+            with torch.no_grad():  # EMA of F and G, running mean of w
+                for ema, live in ((nets.F_ema, nets.F), (nets.G_ema, nets.G)):
+                    for pe, pl in zip(ema.parameters(), live.parameters()):
+                        pe.lerp_(pl, 1 - cfg.ema_beta)
+                nets.w_avg.lerp_(logs.pop("w_mean"), 1 - cfg.w_avg_beta)
+            seen += b
+            bar.update(1)
+            done = step + 1
+            if done % cfg.log_every == 0 or done == steps:
+                now = time.perf_counter()
+                logs.update(step=done, images_per_s=seen / (now - t_log), lr=cfg.lr, level=level, alpha=alpha,
+                            resolution=net.resolution(level))
+                log.write(json.dumps(logs) + "\n")
+                log.flush()
+                bar.set_postfix(lae=f"{logs['loss_lae']:.3g}", d=f"{logs['loss_d']:.3g}")
+                t_log, seen = now, 0
+            if done % cfg.sample_every == 0 or done == steps:
+                _save_samples(nets, transform, sample_z, run_dir / f"samples-{done:08d}.png", level, alpha, ds)
+            if done % cfg.checkpoint_every == 0 or done == steps:
+                checkpoint(done)
+    bar.close()
+
+
+def _train_step(nets: Nets, opt_ed, opt_fg, x: torch.Tensor, cfg: AlaeConfig, level: int, alpha: float,
+                b: int, *, r1: bool = True) -> dict[str, float]:
+    d = nets.F.layers[0].weight.shape[1]
+    # 1. E and D: real vs fake in w-space, with R1 on the real images
+    nets.requires_grad_(False)
+    nets.E.requires_grad_(True)
+    nets.D.requires_grad_(True)
+    z = torch.randn(b, d, device=x.device)
+    with torch.no_grad():
+        fake = nets.G(_mixed_styles(nets, z, level, cfg.style_mixing, mapping=nets.F),
+                      nets.G.random_noise(b, level, device=x.device), level=level, alpha=alpha)
+    penalise = r1 and cfg.r1_gamma > 0
+    x = x.detach().requires_grad_(penalise)
+    d_real = nets.D(nets.E(x, level=level, alpha=alpha))
+    d_fake = nets.D(nets.E(fake, level=level, alpha=alpha))
+    loss_d = F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
+    loss_r1 = torch.zeros((), device=x.device)
+    if penalise:
+        (grad,) = torch.autograd.grad(d_real.sum(), x, create_graph=True)
+        loss_r1 = grad.pow(2).sum(dim=(1, 2, 3)).mean()
+    opt_ed.zero_grad(set_to_none=True)
+    (loss_d + cfg.r1_gamma / 2 * cfg.r1_every * loss_r1).backward()
+    opt_ed.step()
+    # 2. F and G against the frozen E and D
+    nets.requires_grad_(False)
+    nets.F.requires_grad_(True)
+    nets.G.requires_grad_(True)
+    z = torch.randn(b, d, device=x.device)
+    fake = nets.G(_mixed_styles(nets, z, level, cfg.style_mixing, mapping=nets.F),
+                  nets.G.random_noise(b, level, device=x.device), level=level, alpha=alpha)
+    loss_g = F.softplus(-nets.D(nets.E(fake, level=level, alpha=alpha))).mean()
+    opt_fg.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_fg.step()
+    # 3. latent reconstruction E(G(w)) = w, updating G and E (w = F(z) held fixed, as in ALAE)
+    nets.requires_grad_(False)
+    nets.G.requires_grad_(True)
+    nets.E.requires_grad_(True)
+    z = torch.randn(b, d, device=x.device)
+    with torch.no_grad():
+        w = nets.F(z)
+    rec = nets.E(nets.G(_styles(w, nets.G.num_layers), nets.G.random_noise(b, level, device=x.device),
+                        level=level, alpha=alpha), level=level, alpha=alpha)
+    loss_lae = (rec - w).pow(2).mean()
+    opt_fg.zero_grad(set_to_none=True)
+    opt_ed.zero_grad(set_to_none=True)
+    loss_lae.backward()
+    opt_fg.step()
+    opt_ed.step()
+    nets.requires_grad_(False)
+    for m in (nets.F, nets.G, nets.E, nets.D):
+        m.requires_grad_(True)
+    nets.F_ema.requires_grad_(False)
+    nets.G_ema.requires_grad_(False)
+    logs = {"loss_d": loss_d, "loss_r1": loss_r1, "loss_g": loss_g, "loss_lae": loss_lae,
+            "d_real": d_real.mean(), "d_fake": d_fake.mean()}
+    return {**{k: v.detach().item() for k, v in logs.items()}, "w_mean": w.mean(0)}
+
+
+@torch.no_grad()
+def _save_samples(nets: Nets, transform, z, path: Path, level: int, alpha: float, ds) -> None:
+    from galaug.viz import pick_rgb_bands, save_grid
+
+    w = nets.F_ema(z)
+    images = nets.G_ema(_styles(w, nets.G.num_layers), nets.G_ema.random_noise(len(z), level, device=z.device),
+                        level=level, alpha=alpha)
+    images = transform.inverse(images).float().cpu().numpy()
+    save_grid(images, path, channels=pick_rgb_bands(ds.bands), title=f"{path.stem} (EMA, {images.shape[-1]} px)")
+
+
+class AlaeModel(GeneratorModel):
+    """A trained ALAE (EMA weights of F and G, trained E): sample, map, decode, encode, reconstruct."""
+
+    def __init__(self, nets: Nets, transform: IntensityTransform, layout: dict, step: int, *, device) -> None:
+        self.device = torch.device(device)
+        self.nets = nets.to(self.device).eval()
+        self.transform = transform
+        self.step = step
+        self.z_dim = self.w_dim = nets.F.layers[0].weight.shape[1]
+        self.layout = Layout(bands=tuple(layout["bands"]), image_size=layout["image_size"],
+                             pixel_scale=pixel_scale_quantity(layout["pixel_scale"]), flux_unit=layout["flux_unit"])
+
+    @classmethod
+    def from_checkpoint(cls, state: dict, *, device) -> AlaeModel:
+        cfg = AlaeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
+        nets = Nets(cfg.net(len(state["layout"]["bands"])))
+        nets.load_state_dict(state["nets"])
+        return cls(nets, IntensityTransform.from_state_dict(state["transform"]), state["layout"], state["step"],
+                   device=device)
+
+    def _tensor(self, x) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x,
+                               dtype=torch.float32).to(self.device)
+
+    def _noise(self, seeds: Sequence[int]) -> list[torch.Tensor]:
+        shapes = self.nets.G_ema.noise_shapes()
+        per_sample = []
+        for s in seeds:
+            g = torch.Generator().manual_seed(int(s))
+            per_sample.append([torch.randn(*shape, generator=g) for shape in shapes])
+        return [torch.stack([p[i] for p in per_sample]).to(self.device) for i in range(len(shapes))]
+
+    @torch.no_grad()
+    def sample(self, n: int | None = None, *, seed: int = 0, rows: Sequence[int] | None = None,
+               truncation: float | None = None) -> dict[str, torch.Tensor]:
+        rows = list(range(n) if rows is None else rows)
+        seeds = [row_seed(seed, r) for r in rows]
+        z = torch.stack([torch.randn(self.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
+        w = self.map(z.to(self.device))
+        if truncation is not None and truncation < 1:
+            w = torch.lerp(self.nets.w_avg[None], w, truncation)
+        return {"images": self.decode(w, seeds=[s ^ 0x5DEECE66D for s in seeds]), "z": z.to(self.device), "w": w}
+
+    @torch.no_grad()
+    def map(self, z) -> torch.Tensor:
+        return self.nets.F_ema(self._tensor(z))
+
+    @torch.no_grad()
+    def decode(self, w, *, seeds: Sequence[int] | None = None) -> torch.Tensor:
+        w = self._tensor(w)
+        noise = self._noise(seeds if seeds is not None else [0] * len(w))
+        images = self.nets.G_ema(_styles(w, self.nets.G_ema.num_layers), noise)
+        return self.transform.inverse(images)
+
+    @torch.no_grad()
+    def encode(self, images) -> torch.Tensor:
+        return self.nets.E(self.transform.forward(self._tensor(images)))
