@@ -227,7 +227,6 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
     metrics_path = run_dir / "metrics.jsonl"
     if resume:
         state = load_checkpoint(run_dir)
-        torch.set_rng_state(state["rng"]["torch"])
         transform = IntensityTransform.from_state_dict(state["transform"])
         start = state["step"]
     else:
@@ -241,6 +240,7 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
         nets.load_state_dict(state["nets"])
         opt_ed.load_state_dict(state["opt_ed"])
         opt_fg.load_state_dict(state["opt_fg"])
+        torch.set_rng_state(state["rng"]["torch"])  # after building the nets, whose init draws from it
         if metrics_path.exists():  # drop lines logged after the checkpoint we resume from
             kept = [l for l in metrics_path.read_text().splitlines() if json.loads(l)["step"] <= start]
             metrics_path.write_text("".join(l + "\n" for l in kept))
@@ -368,8 +368,9 @@ def _save_samples(nets: Nets, transform, z, path: Path, level: int, alpha: float
     from galaug.viz import pick_rgb_bands, save_grid
 
     w = nets.F_ema(z)
-    images = nets.G_ema(_styles(w, nets.G.num_layers), nets.G_ema.random_noise(len(z), level, device=z.device),
-                        level=level, alpha=alpha)
+    g = torch.Generator().manual_seed(0)  # fixed noise, and the training RNG stays untouched
+    noise = [torch.randn(len(z), *s, generator=g).to(z.device) for s in nets.G_ema.noise_shapes(level)]
+    images = nets.G_ema(_styles(w, nets.G.num_layers), noise, level=level, alpha=alpha)
     images = transform.inverse(images).float().cpu().numpy()
     save_grid(images, path, channels=pick_rgb_bands(ds.bands), title=f"{path.stem} (EMA, {images.shape[-1]} px)")
 
@@ -419,14 +420,26 @@ class AlaeModel(GeneratorModel):
 
     @torch.no_grad()
     def map(self, z) -> torch.Tensor:
-        return self.nets.F_ema(self._tensor(z))
+        z = self._tensor(z)
+        # row by row through the dense layers is cheap and makes w independent of the batch
+        return torch.cat([self.nets.F_ema(z[i:i + 1]) for i in range(len(z))]) if len(z) else z
+
+    #: rows per network call: results are bit-identical whatever batch the caller uses,
+    #: because every row is computed in a batch of exactly this size (padded at the end)
+    micro_batch = 32
 
     @torch.no_grad()
     def decode(self, w, *, seeds: Sequence[int] | None = None) -> torch.Tensor:
         w = self._tensor(w)
-        noise = self._noise(seeds if seeds is not None else [0] * len(w))
-        images = self.nets.G_ema(_styles(w, self.nets.G_ema.num_layers), noise)
-        return self.transform.inverse(images)
+        seeds = list(seeds) if seeds is not None else [0] * len(w)
+        out = []
+        for i in range(0, len(w), self.micro_batch):
+            chunk, pad = w[i:i + self.micro_batch], max(0, i + self.micro_batch - len(w))
+            noise = self._noise(seeds[i:i + self.micro_batch] + [0] * pad)
+            chunk = torch.cat([chunk, chunk.new_zeros(pad, chunk.shape[1])])
+            images = self.nets.G_ema(_styles(chunk, self.nets.G_ema.num_layers), noise)
+            out.append(images[: self.micro_batch - pad])
+        return self.transform.inverse(torch.cat(out))
 
     @torch.no_grad()
     def encode(self, images) -> torch.Tensor:

@@ -1,0 +1,230 @@
+"""The ALAE reference generator: networks, losses, checkpoints, resume, generation, bad input."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from galaug import load_generator, open_dataset
+from galaug.generators import generate
+from galaug.sources.sersic import SersicConfig
+from galaug.sources.simulate import simulate
+from galaug_alae.checkpoint import list_checkpoints
+from galaug_alae.generator import Alae, AlaeConfig
+from galaug_alae.model import Discriminator, Encoder, Mapping, NetConfig, Synthesis
+from galaug_alae.transform import IntensityTransform
+
+from test_cli import assert_user_error
+
+TINY = ["--set", "image_size=16", "--set", "latent_dim=16", "--set", "mapping_layers=2", "--set", "fmap_base=64",
+        "--set", "fmap_max=16", "--set", "batch_size=8", "--set", "log_every=1", "--set", "sample_every=1000",
+        "--set", "transform_samples=64"]
+
+
+def tiny_config(**kw) -> AlaeConfig:
+    base = dict(image_size=16, latent_dim=16, mapping_layers=2, fmap_base=64, fmap_max=16, batch_size=8,
+                log_every=1, sample_every=1000, transform_samples=64, checkpoint_every=1000)
+    return AlaeConfig(**{**base, **kw})
+
+
+@pytest.fixture
+def cli(galaug_plugins):
+    """The CLI with the alae plugin registered (discovery is blocked in tests)."""
+    import galaug_alae
+
+    assert galaug_plugins.register(galaug_alae, name="alae").status == "ok"
+    return galaug_plugins
+
+
+@pytest.fixture(scope="module")
+def sersic16(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "sersic16.zarr"
+    cfg = SersicConfig(image_size=16, pixel_scale=0.8, r_half_range=(1.0, 2.5), noise_std=0.3)
+    return simulate("sersic", path, 64, seed=0, config=cfg)
+
+
+@pytest.fixture(scope="module")
+def trained(sersic16, tmp_path_factory):
+    """A run trained for 40 steps (shared by the tests that only read it)."""
+    run = tmp_path_factory.mktemp("runs") / "run"
+    run.mkdir()
+    (run / "options.json").write_text(json.dumps({"galaug_run": 1, "generator": "alae", "data": str(sersic16.path),
+                                                  "data_id": sersic16.id, "seed": 0}))
+    Alae(tiny_config(steps=40, checkpoint_every=20)).train(sersic16.path, run, seed=0)
+    return run
+
+
+@pytest.mark.parametrize("bands", [1, 3, 4])
+@pytest.mark.parametrize("size", [16, 32])
+def test_network_shapes(bands, size):
+    cfg = NetConfig(bands=bands, image_size=size, latent_dim=24, mapping_layers=3, fmap_base=128, fmap_max=16)
+    f, g, e, d = Mapping(cfg), Synthesis(cfg), Encoder(cfg), Discriminator(cfg)
+    w = f(torch.randn(5, 24))
+    image = g(w[:, None].expand(-1, g.num_layers, -1), g.random_noise(5))
+    assert w.shape == (5, 24) and image.shape == (5, bands, size, size)
+    assert e(image).shape == (5, 24) and d(e(image)).shape == (5,)
+    low = g(w[:, None].expand(-1, g.num_layers, -1), g.random_noise(5, level=1), level=1, alpha=0.5)
+    assert low.shape == (5, bands, 8, 8) and e(low, level=1, alpha=0.5).shape == (5, 24)
+
+
+def test_noise_inputs_start_at_zero_and_matter_once_learned():
+    cfg = NetConfig(bands=1, image_size=16, latent_dim=8, mapping_layers=1, fmap_base=32, fmap_max=8)
+    g = Synthesis(cfg)
+    styles = torch.randn(2, 1, 8).expand(-1, g.num_layers, -1)
+    assert torch.equal(g(styles, g.random_noise(2)), g(styles, g.random_noise(2)))
+    for block in g.blocks:
+        block.layer1.noise_weight.data.fill_(0.5)
+    assert not torch.equal(g(styles, g.random_noise(2)), g(styles, g.random_noise(2)))
+
+
+def test_intensity_transform_round_trip_and_scale():
+    rng = np.random.default_rng(0)
+    images = (rng.normal(0, 2, (50, 2, 16, 16)) + np.array([0, 1000])[None, :, None, None]).astype(np.float32)
+    images[:, :, 8, 8] += 1e5  # a bright core: a large dynamic range
+    t = IntensityTransform.fit(images)
+    x = torch.from_numpy(images)
+    y = t.forward(x)
+    assert float(y.abs().max()) < 2  # bright cores land near 1
+    torch.testing.assert_close(t.inverse(y), x, rtol=1e-4, atol=1e-2)
+
+
+def test_losses_are_finite_and_latent_reconstruction_falls(trained):
+    logs = [json.loads(l) for l in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in logs] == list(range(1, 41))
+    for key in ("loss_d", "loss_g", "loss_lae", "loss_r1", "images_per_s"):
+        assert all(np.isfinite(l[key]) for l in logs), key
+    lae = [l["loss_lae"] for l in logs]
+    assert np.mean(lae[-5:]) < 0.5 * np.mean(lae[:5])
+
+
+def test_checkpoints_hold_everything_and_keep_the_last_k(trained):
+    ckpts = list_checkpoints(trained)
+    assert [p.name for p in ckpts] == ["ckpt-00000040.pt", "ckpt-00000020.pt"]
+    state = torch.load(ckpts[0], weights_only=True)
+    assert {"nets", "opt_ed", "opt_fg", "transform", "rng", "step", "config", "layout"} <= set(state)
+    assert any(k.startswith("F_ema.") for k in state["nets"]) and any(k.startswith("G_ema.") for k in state["nets"])
+
+
+def test_generation_is_deterministic_per_sample(trained):
+    model = load_generator(trained)
+    a = model.sample(rows=[3, 4, 5], seed=7)
+    b = model.sample(rows=[5], seed=7)
+    torch.testing.assert_close(a["images"][2:], b["images"], rtol=0, atol=0)
+    assert not torch.equal(model.sample(rows=[3], seed=8)["images"], a["images"][:1])
+    assert a["images"].shape == (3, 1, 16, 16) and a["z"].shape == (3, 16) and a["w"].shape == (3, 16)
+    x = a["images"]
+    assert model.encode(x).shape == (3, 16) and model.reconstruct(x).shape == x.shape
+
+
+def test_generate_output_does_not_depend_on_batch_size(trained, tmp_path):
+    a = generate(trained, tmp_path / "a.zarr", 10, seed=1, batch_size=3)
+    b = generate(trained, tmp_path / "b.zarr", 10, seed=1, batch_size=10)
+    assert np.array_equal(a.read()["images"], b.read()["images"])
+    assert np.array_equal(a.read()["latents"], b.read()["latents"]) and a.z_dim == 16
+    assert a.origin_counts() == {"real": 0, "generated": 10}
+    entry = a.provenance[-1]
+    assert entry["step"] == "generate" and entry["checkpoint_step"] == 40 and entry["seed"] == 1
+
+
+def test_resume_ends_with_the_same_weights(sersic16, tmp_path):
+    def run_dir(name):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "options.json").write_text(json.dumps({"galaug_run": 1, "generator": "alae", "seed": 0}))
+        return run
+
+    cfg = tiny_config(steps=10, checkpoint_every=4, style_mixing=0.5, r1_every=2)
+    whole = run_dir("whole")
+    Alae(cfg).train(sersic16.path, whole, seed=3)
+    parts = run_dir("parts")
+    Alae(cfg).train(sersic16.path, parts, steps=4, seed=3)  # "interrupted" after the checkpoint at step 4
+    Alae(cfg).train(sersic16.path, parts, seed=3, resume=True)
+    a = torch.load(list_checkpoints(whole)[0], weights_only=True)
+    b = torch.load(list_checkpoints(parts)[0], weights_only=True)
+    assert a["step"] == b["step"] == 10
+    for key in a["nets"]:
+        torch.testing.assert_close(a["nets"][key], b["nets"][key], rtol=0, atol=0, msg=key)
+    steps = [json.loads(l)["step"] for l in (parts / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 11))
+
+
+def test_train_and_generate_from_the_cli(cli, sersic16, tmp_path):
+    res = cli.invoke("train", "alae", sersic16.path, "--run-dir", tmp_path / "runs", "--steps", "3",
+                                "--device", "cpu", *TINY)
+    assert res.exit_code == 0, res.output
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name == "00000-alae-sersic16"
+    options = json.loads((run / "options.json").read_text())
+    assert options["config"]["image_size"] == 16 and options["data_id"] == sersic16.id
+    res = cli.invoke("generate", "alae", run, tmp_path / "gen.zarr", "-n", "5", "--truncation", "0.7")
+    assert res.exit_code == 0, res.output
+    gen = open_dataset(tmp_path / "gen.zarr")
+    assert gen.image_shape == (1, 16, 16) and gen.pixel_scale == sersic16.pixel_scale
+    dry = cli.invoke("train", "alae", sersic16.path, "--preset", "tiny", "--dry-run")
+    assert json.loads(dry.output)["config"]["image_size"] == 32
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+def test_nan_pixels_are_refused_and_no_run_is_left(cli, make_dataset, tmp_path):
+    import galaug
+
+    ds = make_dataset(16, bands=("r",), size=16)
+    images = ds.read()["images"]
+    images[5, 0, 3, 3] = np.nan
+    with galaug.create_dataset(tmp_path / "nan.zarr", bands=["r"], image_size=16,
+                               provenance=galaug.make_entry("t")) as w:
+        w.append(images)
+    res = cli.invoke("train", "alae", tmp_path / "nan.zarr", "--run-dir", tmp_path / "runs", *TINY)
+    assert_user_error(res, "NaN/Inf pixels")
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_image_size_must_be_a_power_of_two_and_match(cli, sersic16, tmp_path):
+    assert_user_error(cli.invoke("train", "alae", sersic16.path, "--set", "image_size=24"),
+                      "power of two from 16 to 256")
+    assert_user_error(cli.invoke("train", "alae", sersic16.path, "--run-dir", tmp_path, "--set",
+                                            "image_size=32"), "images are 16x16")
+
+
+def test_not_a_run_and_unknown_preset(cli, sersic16, tmp_path):
+    assert_user_error(cli.invoke("generate", "alae", tmp_path, tmp_path / "g.zarr", "-n", "2"),
+                      "not a galaug run")
+    assert_user_error(cli.invoke("train", "alae", sersic16.path, "--preset", "huge"),
+                      "unknown preset 'huge'", "tiny, small, paper")
+
+
+def test_truncated_newest_checkpoint_falls_back_with_a_warning(trained, tmp_path):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(trained, run)
+    newest = list_checkpoints(run)[0]
+    newest.write_bytes(newest.read_bytes()[:1000])
+    with pytest.warns(UserWarning, match="using ckpt-00000020.pt"):
+        assert load_generator(run).step == 20
+
+
+def test_checkpoint_of_another_model_or_with_pickled_code_is_refused(cli, trained, tmp_path):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(trained, run)
+    for ckpt in list_checkpoints(run):
+        torch.save({"format": "someone-else/1", "weights": torch.zeros(3)}, ckpt)
+    assert_user_error(cli.invoke("generate", "alae", run, tmp_path / "g.zarr", "-n", "2"),
+                      "no loadable checkpoint", "not an ALAE checkpoint")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    for ckpt in list_checkpoints(run):
+        ckpt.write_bytes(pickle.dumps({"format": "galaug-alae/1", "x": Evil()}))
+    assert_user_error(cli.invoke("generate", "alae", run, tmp_path / "g.zarr", "-n", "2"),
+                      "no loadable checkpoint")
+    assert not (tmp_path / "g.zarr").exists()
