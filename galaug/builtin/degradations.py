@@ -1,1 +1,31 @@
-"""Built-in plugin: degradations (registered like a third-party plugin)."""
+"""Built-in plugin: degradations (registered like a third-party plugin), and ``galaug degrade``.
+
+Every component is registered by import path, so listing plugins never
+imports torch.
+"""
+
+from galaug.hookspecs import hookimpl
+
+#: (import path, name, summary) of every built-in degradation.
+DEGRADATIONS = (
+    ("galaug.degrade.psf:GaussianPSF", "psf-gaussian", "Gaussian PSF: sigma or fwhm in pixels, per band allowed"),
+    ("galaug.degrade.psf:MoffatPSF", "psf-moffat", "Moffat PSF: beta and fwhm in pixels, per band allowed"),
+    ("galaug.degrade.psf:KernelPSF", "psf-kernel", "PSF kernel from a FITS file, 2-d or one plane per band"),
+    ("galaug.degrade.noise:GaussianNoise", "noise-gaussian", "Gaussian noise of std (image units), per band allowed"),
+    ("galaug.degrade.noise:PoissonNoise", "noise-poisson", "Poisson noise: Poisson(x * gain) / gain"),
+    ("galaug.degrade.noise:CCDNoise", "noise-ccd", "CCD noise as GalSim: sky_level ADU, gain e-/ADU, read_noise e-"),
+    ("galaug.degrade.resample:Resample", "resample", "Coarser pixels by area (scale = new/old), flux conserved"),
+)
+
+
+@hookimpl
+def galaug_register(register):
+    for target, name, summary in DEGRADATIONS:
+        register.degradation(target, name=name, summary=summary)
+
+
+@hookimpl
+def galaug_cli(cli):
+    from galaug.cli.degrade import degrade_cmd
+
+    cli.add_command(degrade_cmd)

@@ -104,8 +104,10 @@ def info_cmd(dataset: str, as_json: bool) -> None:
         ("pixel scale", _format_scale(s["pixel_scale"])),
         ("flux unit", ds.flux_unit or "unknown"),
         ("params", ", ".join(f"{n} [{u}]" if u else n for n, u in zip(ds.param_names, ds.param_units)) or "-"),
-        ("latents", str(ds.latent_dim) if ds.latent_dim else "-"),
+        ("latents", f"w {ds.latent_dim}" + (f", z {ds.z_dim}" if ds.z_dim else "") if ds.latent_dim else "-"),
     ]
+    if ds.clean_shape:
+        lines.append(("clean", "paired undegraded images, " + " x ".join(map(str, ds.clean_shape))))
     for k, v in lines:
         click.echo(f"{k:<12} {v}")
     click.echo("provenance")

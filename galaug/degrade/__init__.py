@@ -1,0 +1,13 @@
+"""Degradations: PSFs, noise and resampling, batched on torch tensors, composed into pipelines.
+
+The components (:mod:`galaug.degrade.psf`, :mod:`galaug.degrade.noise`,
+:mod:`galaug.degrade.resample`) are registered lazily by the built-in
+plugin :mod:`galaug.builtin.degradations`; importing this package does not
+import torch. See ``docs/degradations.md``.
+"""
+
+from galaug.degrade.dataset import degrade_dataset, resolve_device
+from galaug.degrade.pipeline import Pipeline, Step, parse_pipeline
+from galaug.degrade.seeds import derive_seeds
+
+__all__ = ["Pipeline", "Step", "degrade_dataset", "derive_seeds", "parse_pipeline", "resolve_device"]

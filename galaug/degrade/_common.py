@@ -1,0 +1,59 @@
+"""Helpers shared by the degradations: option checks and per-band values."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from galaug.errors import ConfigError
+
+__all__ = ["check_number", "check_per_band", "per_band", "check_images"]
+
+
+def check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = True,
+                 required: bool = True) -> float | None:
+    """``value`` as a finite float above ``minimum`` (or at least it, unless ``strict``).
+
+    Raises ``ValueError`` whose message starts with ``name`` (the pipeline
+    parser points at that key's value).
+    """
+    if value is None:
+        if required:
+            raise ValueError(f"{name} is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < minimum or (strict and value == minimum):
+        relation = ">" if strict else ">="
+        raise ValueError(f"{name} must be {relation} {minimum:g}, got {value:g}")
+    return value
+
+
+def check_per_band(name: str, value: Any, *, minimum: float = 0.0, strict: bool = True,
+                   required: bool = True) -> float | tuple[float, ...] | None:
+    """A number, or a non-empty list or tuple of numbers (one per band), each checked."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"{name} must be a number or a non-empty list, got []")
+        return tuple(check_number(name, v, minimum=minimum, strict=strict) for v in value)  # type: ignore[misc]
+    return check_number(name, value, minimum=minimum, strict=strict, required=required)
+
+
+def per_band(name: str, value: float | tuple[float, ...], n_bands: int) -> list[float]:
+    """One value per band; a list whose length is not ``n_bands`` is a :class:`ConfigError`."""
+    if isinstance(value, tuple):
+        if len(value) != n_bands:
+            raise ConfigError(f"{name} has {len(value)} values but the images have {n_bands} bands")
+        return list(value)
+    return [float(value)] * n_bands
+
+
+def check_images(images: Any) -> None:
+    """Refuse anything but a floating-point (B, C, H, W) tensor."""
+    if getattr(images, "ndim", None) != 4:
+        raise ValueError(f"images must be a (B, C, H, W) tensor, got shape {tuple(getattr(images, 'shape', ()))}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be a floating-point tensor, got {images.dtype}")

@@ -1,0 +1,153 @@
+"""Noise: Gaussian, Poisson, and a CCD model (Poisson on signal plus sky, Gaussian read noise).
+
+Sample ``i`` of a batch is drawn with its own ``torch.Generator`` on the
+images' device, seeded with ``seeds[i]``, so it depends only on
+``(images[i], seeds[i])``: the same seed gives the same noise whatever the
+batch, and different seeds give different noise. CPU and CUDA generators
+produce different streams, so the same seed gives different (equally
+valid) noise on the two devices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from galaug.degrade._common import check_images, check_number, check_per_band, per_band
+from galaug.kinds import Degradation
+
+__all__ = ["GaussianNoise", "PoissonNoise", "CCDNoise"]
+
+
+def _generators(images: torch.Tensor, seeds: torch.Tensor) -> list[torch.Generator]:
+    """One generator per sample on the images' device, seeded with ``seeds[i]``."""
+    check_images(images)
+    seeds = torch.as_tensor(seeds)
+    if seeds.shape != images.shape[:1]:
+        raise ValueError(f"seeds must have shape ({images.shape[0]},), got {tuple(seeds.shape)}")
+    generators = []
+    for seed in seeds.tolist():
+        generator = torch.Generator(device=images.device)
+        generator.manual_seed(int(seed))
+        generators.append(generator)
+    return generators
+
+
+def _standard_normal(images: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+    """Unit normal deviates shaped like ``images``; sample ``i`` drawn from ``generators[i]``."""
+    noise = torch.empty_like(images)
+    for sample, generator in zip(noise, generators):
+        sample.normal_(generator=generator)
+    return noise
+
+
+def _poisson(rates: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+    """Poisson deviates of the given (non-negative) rates; sample ``i`` drawn from ``generators[i]``."""
+    return torch.stack([torch.poisson(rate, generator=g) for rate, g in zip(rates, generators)])
+
+
+def _band_column(values: list[float], like: torch.Tensor) -> torch.Tensor:
+    """Per-band values as a (C, 1, 1) tensor on ``like``'s device and dtype."""
+    return torch.tensor(values, dtype=like.dtype, device=like.device)[:, None, None]
+
+
+@dataclasses.dataclass
+class GaussianNoiseConfig:
+    """Standard deviation of the noise in image units: one number or one per band."""
+
+    std: float | tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        self.std = check_per_band("std", self.std, strict=False)
+
+
+class GaussianNoise(Degradation):
+    """Additive Gaussian noise of standard deviation ``std`` (image units, per band allowed)."""
+
+    name = "noise-gaussian"
+    Config = GaussianNoiseConfig
+    stochastic = True
+
+    def apply(self, images: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
+        check_images(images)
+        std = _band_column(per_band("std", self.config.std, images.shape[1]), images)
+        return _standard_normal(images, _generators(images, seeds)).mul_(std).add_(images)
+
+
+@dataclasses.dataclass
+class PoissonNoiseConfig:
+    """``gain``: electrons (counts) per image unit; one number or one per band."""
+
+    gain: float | tuple[float, ...] = 1.0
+
+    def __post_init__(self) -> None:
+        self.gain = check_per_band("gain", self.gain)
+
+
+class PoissonNoise(Degradation):
+    """Poisson noise: ``Poisson(max(x, 0) * gain) / gain`` (``gain`` in counts per image unit)."""
+
+    name = "noise-poisson"
+    Config = PoissonNoiseConfig
+    stochastic = True
+
+    def apply(self, images: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
+        check_images(images)
+        gain = _band_column(per_band("gain", self.config.gain, images.shape[1]), images)
+        return _poisson(images.clamp(min=0) * gain, _generators(images, seeds)).div_(gain)
+
+
+@dataclasses.dataclass
+class CCDNoiseConfig:
+    """GalSim's ``CCDNoise`` parameters, with GalSim's defaults and units.
+
+    ``sky_level`` in ADU/pixel (already subtracted from the image),
+    ``gain`` in e-/ADU (0 switches Poisson noise off and makes
+    ``read_noise`` ADU), ``read_noise`` in e-/pixel.
+    """
+
+    sky_level: float = 0.0
+    gain: float = 1.0
+    read_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.sky_level = check_number("sky_level", self.sky_level, strict=False)
+        self.gain = check_number("gain", self.gain, strict=False)
+        self.read_noise = check_number("read_noise", self.read_noise, strict=False)
+
+
+class CCDNoise(Degradation):
+    """CCD noise as GalSim's ``CCDNoise``: Poisson on signal + sky (e-), Gaussian read noise.
+
+    With image ``x`` in ADU, sky ``s`` (ADU/pixel), gain ``g`` (e-/ADU) and
+    read noise ``r`` (e-)::
+
+        out = Poisson(max((x + s) * g, 0)) / g + Normal(0, r / g) - s     (g > 0)
+        out = x + Normal(0, r)                                            (g = 0)
+
+    so a pixel's variance is ``(x + s) / g + (r / g)**2`` ADU^2.
+    """
+
+    name = "noise-ccd"
+    Config = CCDNoiseConfig
+    stochastic = True
+
+    def variance(self, level: float = 0.0) -> float:
+        """Variance in ADU^2 of a pixel of value ``level`` ADU (GalSim's ``getVariance()`` at 0)."""
+        c = self.config
+        if c.gain > 0:
+            return max(level + c.sky_level, 0.0) / c.gain + (c.read_noise / c.gain) ** 2
+        return c.read_noise**2
+
+    def apply(self, images: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
+        sky, gain, read_noise = self.config.sky_level, self.config.gain, self.config.read_noise
+        generators = _generators(images, seeds)
+        out = images.clone()
+        if gain > 0:
+            # electrons of signal + sky, Poisson-sampled, back to ADU, sky subtracted again
+            out = _poisson(((images + sky) * gain).clamp(min=0), generators).div_(gain).sub_(sky)
+        sigma = read_noise / gain if gain > 0 else read_noise
+        if sigma > 0:
+            out = _standard_normal(images, generators).mul_(sigma).add_(out)
+        return out

@@ -1,0 +1,423 @@
+"""Degradation pipelines: ``"psf:gaussian(sigma=2)|resample(scale=2)|noise:gaussian(std=4)"``.
+
+Grammar (whitespace between tokens is ignored)::
+
+    pipeline := step ("|" step)*
+    step     := name ["(" [arg ("," arg)* [","]] ")"]
+    arg      := key "=" value
+    value    := scalar | "[" [scalar ("," scalar)* [","]] "]"
+    scalar   := number | true | false | "quoted" | 'quoted' | bare-word
+
+A name ``a:b`` is the registered degradation ``a-b`` (``psf:gaussian`` is
+``psf-gaussian``); any other name is looked up as written, so third-party
+degradations work too. A bare word is any run of characters other than
+whitespace, quotes and ``()[],=|`` (``file=psf/hsc-i.fits``); quote values
+that contain those characters. Each value is checked against the
+component's ``Config`` field, so ``sigma=[2, 2.2, 2.4]`` is a per-band tuple.
+
+Every error is a :class:`galaug.errors.ConfigError` on one line that
+gives the column (1-based) of the offending token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import typing
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from galaug.config import config_to_dict, convert
+from galaug.degrade.seeds import derive_seeds
+from galaug.errors import ConfigError, GalaugError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from galaug.kinds import Degradation
+    from galaug.registry import Registry
+
+__all__ = ["Pipeline", "Step", "parse_pipeline", "spec_name"]
+
+_PUNCT = "()[],=|"
+_QUOTES = "\"'"
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?\d+")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BARE = re.compile(r"[^\s\"'()\[\],=|]+")
+_INT64 = 2**63
+
+
+def spec_name(name: str) -> str:
+    """How a registered name is written in a spec: the first ``-`` as ``:`` (``psf-gaussian`` -> ``psf:gaussian``)."""
+    return name.replace("-", ":", 1)
+
+
+def _printable(text: str) -> str:
+    """``text`` on one line, each control or space character shown as a space (columns unchanged)."""
+    return "".join(" " if ch.isspace() or not ch.isprintable() else ch for ch in text)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Token:
+    kind: str  # "word", "string", one of _PUNCT, or "end"
+    text: str
+    column: int  # 1-based
+
+
+def _describe(token: _Token) -> str:
+    if token.kind == "end":
+        return "the end of the pipeline"
+    return repr(_printable(token.text))
+
+
+class _Parser:
+    """Tokenizer and recursive-descent parser of one spec; errors carry a column."""
+
+    def __init__(self, spec: str, registry: Registry) -> None:
+        self.spec = spec
+        self.registry = registry
+        self.tokens = self._tokenize()
+        self.pos = 0
+
+    # -- errors and tokens -------------------------------------------------------
+    def error(self, message: str, column: int, hint: str = "") -> ConfigError:
+        text = f'pipeline "{_printable(self.spec)}": {message} at column {column}'
+        return ConfigError(text + (f" ({hint})" if hint else ""))
+
+    def _tokenize(self) -> list[_Token]:
+        tokens, spec, i = [], self.spec, 0
+        while i < len(spec):
+            ch = spec[i]
+            if ch.isspace():
+                i += 1
+            elif ch in _PUNCT:
+                tokens.append(_Token(ch, ch, i + 1))
+                i += 1
+            elif ch in _QUOTES:
+                chars, j = [], i + 1
+                while j < len(spec) and spec[j] != ch:
+                    if spec[j] == "\\" and j + 1 < len(spec):
+                        j += 1
+                    chars.append(spec[j])
+                    j += 1
+                if j >= len(spec):
+                    raise self.error("unterminated string", i + 1, f"no closing {ch}")
+                tokens.append(_Token("string", "".join(chars), i + 1))
+                i = j + 1
+            else:
+                match = _BARE.match(spec, i)
+                assert match is not None  # ch is neither space, punctuation nor a quote
+                tokens.append(_Token("word", match.group(), i + 1))
+                i = match.end()
+        tokens.append(_Token("end", "", len(spec) + 1))
+        return tokens
+
+    def peek(self) -> _Token:
+        return self.tokens[self.pos]
+
+    def next(self) -> _Token:
+        token = self.tokens[self.pos]
+        self.pos = min(self.pos + 1, len(self.tokens) - 1)
+        return token
+
+    def expect(self, kinds: str, what: str) -> _Token:
+        token = self.next()
+        if token.kind not in kinds:
+            raise self.error(f"expected {what}", token.column, f"found {_describe(token)}")
+        return token
+
+    # -- grammar -----------------------------------------------------------------
+    def pipeline(self) -> Pipeline:
+        if self.peek().kind == "end":
+            raise self.error("empty pipeline", 1, "write steps like psf:gaussian(sigma=2)|noise:gaussian(std=4)")
+        steps = [self.step()]
+        while True:
+            token = self.next()
+            if token.kind == "end":
+                return Pipeline(steps)
+            if token.kind != "|":
+                raise self.error("expected '|' or the end of the pipeline", token.column, f"found {_describe(token)}")
+            steps.append(self.step())
+
+    def step(self) -> Step:
+        token = self.peek()
+        if token.kind in ("|", "end"):
+            raise self.error("empty step", token.column)
+        name_token = self.expect(("word",), "a degradation name")
+        cls, name, version = self.lookup(name_token)
+        args: dict[str, tuple[Any, Any, _Token, int]] = {}
+        if self.peek().kind == "(":
+            self.next()
+            while self.peek().kind != ")":
+                key = self.expect(("word",), "key=value or ')'")
+                if not _KEY.fullmatch(key.text):
+                    raise self.error(f"{_describe(key)} is not a key", key.column, "expected key=value")
+                self.check_key(key, cls, name)
+                if key.text in args:
+                    raise self.error(f"duplicate key {key.text!r}", key.column)
+                self.expect(("=",), f"'=' after {key.text!r}")
+                value_column = self.peek().column
+                parsed, raw = self.value()
+                args[key.text] = (parsed, raw, key, value_column)
+                if self.peek().kind != ")":
+                    self.expect((",",), "',' or ')'")
+            self.next()
+        return Step(name, self.build(cls, name, name_token, args), version)
+
+    def value(self) -> tuple[Any, Any]:
+        """The next value, as parsed (numbers, booleans) and as written (for str and Path fields)."""
+        token = self.next()
+        if token.kind == "[":
+            parsed, raw = [], []
+            while self.peek().kind != "]":
+                item = self.next()
+                if item.kind == "[":
+                    raise self.error("nested lists are not supported", item.column)
+                if item.kind not in ("word", "string"):
+                    raise self.error("expected a value or ']'", item.column, f"found {_describe(item)}")
+                parsed.append(self.scalar(item))
+                raw.append(item.text)
+                if self.peek().kind != "]":
+                    self.expect((",",), "',' or ']'")
+            self.next()
+            return parsed, raw
+        if token.kind not in ("word", "string"):
+            raise self.error("expected a value", token.column, f"found {_describe(token)}")
+        return self.scalar(token), token.text
+
+    def scalar(self, token: _Token) -> Any:
+        text = token.text
+        if token.kind == "string":
+            return text
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        if _INTEGER.fullmatch(text):
+            number = int(text)
+            if not -_INT64 <= number < _INT64:
+                raise self.error(f"integer {text} is out of range", token.column)
+            return number
+        if _NUMBER.fullmatch(text):
+            return float(text)
+        return text
+
+    # -- components --------------------------------------------------------------
+    def lookup(self, token: _Token) -> tuple[type[Degradation], str, str]:
+        name = token.text.replace(":", "-")
+        try:
+            entry = self.registry.entry("degradation", name)
+        except GalaugError:
+            available = [spec_name(n) for n in self.registry.names("degradation")]
+            query = token.text.lower()
+            query = query if ":" in query else spec_name(query)
+            close = difflib.get_close_matches(query, available, n=1)
+            listing = f"available: {', '.join(available) or 'none installed'}"
+            hint = f"did you mean {close[0]!r}? {listing}" if close else listing
+            raise self.error(f"unknown degradation {_printable(token.text)!r}", token.column, hint) from None
+        try:
+            cls = self.registry.load(entry)
+        except GalaugError as exc:
+            raise self.error(_printable(str(exc)), token.column) from None
+        return cls, entry.name, entry.version
+
+    def check_key(self, key: _Token, cls: type, name: str) -> None:
+        valid = [f.name for f in dataclasses.fields(cls.Config)]
+        if key.text in valid:
+            return
+        close = difflib.get_close_matches(key.text, valid, n=1)
+        if close:
+            hint = f"did you mean {close[0]!r}?"
+        else:
+            hint = f"keys: {', '.join(valid)}" if valid else f"{spec_name(name)} takes no options"
+        raise self.error(f"unknown key {key.text!r} for {spec_name(name)}", key.column, hint)
+
+    def build(self, cls: type[Degradation], name: str, name_token: _Token,
+              args: dict[str, tuple[Any, Any, _Token, int]]) -> Degradation:
+        types_ = typing.get_type_hints(cls.Config)
+        kwargs = {}
+        for key, (parsed, raw, _, column) in args.items():
+            try:
+                kwargs[key] = convert(parsed, types_[key], key)
+            except ConfigError as exc:
+                try:
+                    kwargs[key] = convert(raw, types_[key], key)  # "2" for a str or Path field
+                except ConfigError:
+                    raise self.error(f"{spec_name(name)}: {exc}", column) from None
+
+        def fail(exc: Exception) -> ConfigError:
+            message = _printable(str(exc))
+            first = message.split(" ", 1)[0]
+            column = args[first][3] if first in args else name_token.column
+            return self.error(f"{spec_name(name)}: {message}", column)
+
+        try:
+            config = cls.Config(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise fail(exc) from None
+        try:
+            return cls(config)
+        except (ValueError, TypeError, OSError, GalaugError) as exc:
+            raise fail(exc) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One step of a pipeline: the registered name, the component, its plugin's version."""
+
+    name: str
+    component: Degradation
+    version: str = ""
+
+    @property
+    def spec(self) -> str:
+        """The step in canonical spec form: every option that is set, in field order."""
+        values = config_to_dict(self.component.config)
+        args = [f"{k}={_format_value(v)}" for k, v in values.items() if v is not None]
+        return spec_name(self.name) + (f"({', '.join(args)})" if args else "")
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_format_value(v) for v in value) + "]"
+    text = str(value)
+    if _BARE.fullmatch(text) and not _NUMBER.fullmatch(text) and text.lower() not in ("true", "false"):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Pipeline:
+    """Degradations applied in order, with seeds derived per sample and per step.
+
+    Build one with :func:`parse_pipeline`. Step ``k`` (0-based) of sample
+    ``i`` gets the seed ``derive_seeds(sample_seed_i, k)``
+    (:mod:`galaug.degrade.seeds`), so the output of a sample depends only
+    on its pixels and its seed.
+
+    Parameters
+    ----------
+    steps : sequence of Step
+        At least one.
+    """
+
+    def __init__(self, steps: Sequence[Step]) -> None:
+        if not steps:
+            raise ValueError("a pipeline needs at least one step")
+        self.steps: tuple[Step, ...] = tuple(steps)
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.spec!r})"
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @property
+    def spec(self) -> str:
+        """Canonical spec: parses back to the same pipeline (recorded in provenance)."""
+        return "|".join(step.spec for step in self.steps)
+
+    @property
+    def stochastic(self) -> bool:
+        """True if any step draws random numbers."""
+        return any(step.component.stochastic for step in self.steps)
+
+    def pixel_scale_factor(self) -> float:
+        """Output pixel scale over input pixel scale: the product over the steps."""
+        factor = 1.0
+        for step in self.steps:
+            factor *= float(step.component.pixel_scale_factor())
+        return factor
+
+    def config_dict(self) -> list[dict[str, Any]]:
+        """Each step's registered name, plugin version and resolved config (JSON-serialisable)."""
+        return [{"degradation": s.name, "version": s.version, "config": config_to_dict(s.component.config)}
+                for s in self.steps]
+
+    def sample_seeds(self, seed: int | Any, n: int) -> np.ndarray:
+        """Per-sample seeds (n,) int64: ``derive_seeds(seed, i)`` for an int, the values for an array."""
+        import numpy as np
+
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            return derive_seeds(int(seed), np.arange(n))
+        arr = seed.detach().cpu().numpy() if hasattr(seed, "detach") else np.asarray(seed)
+        if arr.shape != (n,) or arr.dtype.kind not in "iu":
+            raise ValueError(f"seed must be an int or {n} integer seeds, got {arr.dtype} of shape {arr.shape}")
+        return arr.astype(np.int64)
+
+    def apply(self, images: torch.Tensor, seed: int | torch.Tensor) -> torch.Tensor:
+        """Degrade ``images`` (B, C, H, W) on their device.
+
+        Parameters
+        ----------
+        images : torch.Tensor
+            Floating point, on any device; not modified.
+        seed : int or torch.Tensor
+            An int (sample ``i`` gets ``derive_seeds(seed, i)``) or (B,) int64
+            per-sample seeds (``galaug degrade`` passes ``derive_seeds(seed, row)``).
+
+        Returns
+        -------
+        torch.Tensor
+            (B, C, H', W') on the same device.
+
+        Raises
+        ------
+        ConfigError
+            When a step does not fit the images (a per-band list whose length
+            is not the number of bands, an image too small to resample).
+        """
+        import torch
+
+        seeds = self.sample_seeds(seed, images.shape[0])
+        out = images
+        for k, step in enumerate(self.steps):
+            step_seeds = torch.from_numpy(derive_seeds(seeds, k)).to(images.device)
+            try:
+                out = step.component.apply(out, step_seeds)
+            except ConfigError as exc:
+                raise ConfigError(f'pipeline "{_printable(self.spec)}": step {k + 1} '
+                                  f"({spec_name(step.name)}): {exc}") from None
+        return out
+
+    def output_shape(self, shape: Sequence[int]) -> tuple[int, int, int]:
+        """The (C, H, W) of the output for inputs of ``shape``, found by degrading one zero image.
+
+        Raises :class:`ConfigError` when a step does not fit images of this shape.
+        """
+        import torch
+
+        out = self.apply(torch.zeros((1, *shape), dtype=torch.float32), 0)
+        return tuple(out.shape[1:])  # type: ignore[return-value]
+
+
+def parse_pipeline(spec: str, *, registry: Registry | None = None) -> Pipeline:
+    """Parse a pipeline spec such as ``"psf:gaussian(sigma=2)|noise:gaussian(std=4)"``.
+
+    Parameters
+    ----------
+    spec : str
+        See the module docstring for the grammar.
+    registry : galaug.registry.Registry, optional
+        Where degradations are looked up; the process-wide plugin manager's
+        by default.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the problem and its column: an unknown degradation or
+        key (with the closest match), a malformed spec, a value of the wrong
+        type or out of range, an unreadable kernel file.
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"spec must be a string, got {type(spec).__name__}")
+    if registry is None:
+        from galaug.pluginmanager import get_manager
+
+        registry = get_manager().registry
+    return _Parser(spec, registry).pipeline()
+
