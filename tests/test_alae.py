@@ -228,3 +228,27 @@ def test_checkpoint_of_another_model_or_with_pickled_code_is_refused(cli, traine
     assert_user_error(cli.invoke("generate", "alae", run, tmp_path / "g.zarr", "-n", "2"),
                       "no loadable checkpoint")
     assert not (tmp_path / "g.zarr").exists()
+
+
+def test_progressive_schedule_grows_and_fades_in():
+    from galaug_alae.generator import _schedule
+
+    cfg = tiny_config(image_size=32, progressive=True, start_resolution=8, level_steps=10)
+    net = cfg.net(1)
+    seen = [_schedule(cfg, net, s) for s in range(0, 60, 5)]
+    resolutions = [net.resolution(level) for level, _ in seen]
+    assert resolutions[:2] == [8, 8] and resolutions[-1] == 32 and sorted(resolutions) == resolutions
+    assert (1, 1.0) in seen and (2, 0.0) in seen and (2, 0.5) in seen  # stable 8 px, then 16 px fading in
+    assert seen[-1] == (3, 1.0)
+
+
+def test_progressive_training_ends_at_full_resolution(sersic16, tmp_path):
+    run = tmp_path / "prog"
+    run.mkdir()
+    (run / "options.json").write_text(json.dumps({"galaug_run": 1, "generator": "alae", "seed": 0}))
+    cfg = tiny_config(steps=12, progressive=True, start_resolution=4, level_steps=2, r1_every=2)
+    Alae(cfg).train(sersic16.path, run, seed=0)
+    logs = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [l["resolution"] for l in logs][0] == 4 and logs[-1]["resolution"] == 16
+    assert any(0 < l["alpha"] < 1 for l in logs)
+    assert load_generator(run).sample(2, seed=0)["images"].shape == (2, 1, 16, 16)
