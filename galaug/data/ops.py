@@ -78,7 +78,7 @@ def split_dataset(path: str | Path, train_out: str | Path, val_out: str | Path, 
         outputs = tuple(w.close() for w in writers)
     except BaseException:
         for w in writers:
-            if not w._closed:
+            if not w.closed:
                 w.abort()
         raise
     return outputs  # type: ignore[return-value]

@@ -18,6 +18,8 @@ from galaug.data import _format as fmt
 from galaug.data.dataset import Dataset, open_dataset
 from galaug.errors import DatasetError
 
+_UNSET: Any = object()
+
 __all__ = ["DatasetWriter", "create_dataset", "check_output", "temporary_sibling", "commit_path"]
 
 
@@ -244,6 +246,34 @@ class DatasetWriter:
         self._buffer = [rest] if self._buffered - take else []
         self._buffered -= take
         self.n = stop
+
+    @property
+    def closed(self) -> bool:
+        """True once the writer has committed or aborted."""
+        return self._closed
+
+    def set_metadata(self, *, bands: Sequence[str] | None = None, pixel_scale: Any = _UNSET,
+                     flux_unit: Any = _UNSET, provenance: dict[str, Any] | None = None) -> None:
+        """Settle metadata that is known only once all data are read (before :meth:`close`).
+
+        ``bands`` renames the bands (same count); ``pixel_scale`` and
+        ``flux_unit`` replace the values given at creation (``None``: unknown);
+        ``provenance`` items are added to this step's provenance entry.
+        """
+        if self._closed:
+            raise RuntimeError("writer is closed")
+        if bands is not None:
+            bands = tuple(str(b) for b in bands)
+            if len(bands) != len(self.bands) or len(set(bands)) != len(bands):
+                raise ValueError(f"bands must be {len(self.bands)} distinct names, got {list(bands)}")
+            self.bands = bands
+            self._meta["bands"] = list(bands)
+        if pixel_scale is not _UNSET:
+            self._meta["pixel_scale"] = fmt.pixel_scale_attr(pixel_scale)
+        if flux_unit is not _UNSET:
+            self._meta["flux_unit"] = fmt.flux_unit_attr(flux_unit)
+        if provenance:
+            self._meta["provenance"][-1].update(provenance)
 
     def close(self) -> Dataset:
         """Write the remaining rows and attributes, rename into place, return the opened dataset."""

@@ -592,13 +592,11 @@ def _finish(run: _Ingest, name: str, files: list[Path], user_scale: u.Quantity |
     elif unit is None and run.unit.problem:
         notes.append(f"flux unit unknown: {run.unit.problem} (set it with --flux-unit)")
     skipped = [(label, reason) for label, reason, _ in run.bad]
-    writer.bands = bands
-    writer._meta.update(bands=list(bands), pixel_scale=fmt.pixel_scale_attr(scale), flux_unit=unit)
-    writer._meta["provenance"][-1].update(
+    writer.set_metadata(bands=bands, pixel_scale=scale, flux_unit=unit, provenance=dict(
         n_files=len(files), n_read=run.n_read, n_written=run.n_written, resample_factor=factor,
         n_filled_pixels=run.n_filled_pixels, n_skipped=len(skipped),
         skipped=[list(s) for s in skipped[:_PROVENANCE_SKIPPED]], notes=notes,
-    )
+    ))
     return IngestReport(
         path=writer.path, reader=name, n_files=len(files), n_read=run.n_read, n_written=run.n_written,
         skipped=skipped, n_filled_images=run.n_filled_images, n_filled_pixels=run.n_filled_pixels,
