@@ -43,9 +43,15 @@ N_TRAIN=$(python -c "import galaug, sys; print(len(galaug.open_dataset(sys.argv[
 galaug generate alae "$RUN" "$OUT/gen.zarr" -n $((5 * N_TRAIN)) --seed 0 --overwrite
 galaug show "$OUT/gen.zarr" -o "$OUT/gen.png" -n 25 --overwrite
 
+step "mix: 10% of the real training set + 5x generated (the study's scarce-data arm)"
+galaug mix "$OUT/mix-10real+gen.zarr" --real-data "$OUT/real-train.zarr" --real 0.1 \
+  --gen-data "$OUT/gen.zarr" --gen 5x --seed 0 --overwrite
+galaug info "$OUT/mix-10real+gen.zarr" | head -4
+
 step "done"
 cat <<MSG
-datasets:  $OUT/real.zarr (+ -train, -val, -val-degraded, -val-reingested), $OUT/hdf.zarr, $OUT/gen.zarr
+datasets:  $OUT/real.zarr (+ -train, -val, -val-degraded, -val-reingested), $OUT/hdf.zarr, $OUT/gen.zarr,
+           $OUT/mix-10real+gen.zarr
 run:       $RUN (options.json, metrics.jsonl, checkpoints/, samples-*.png)
 figures:   $OUT/real-train.png  $OUT/real-val-degraded.png  $OUT/hdf.png  $OUT/gen.png
 FITS:      $OUT/real-val-fits/

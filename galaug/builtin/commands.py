@@ -7,6 +7,7 @@ from galaug.hookspecs import hookimpl
 def galaug_cli(cli):
     from galaug.cli.commands import CORE_COMMANDS
     from galaug.cli.generator import generate_cmd, train_cmd
+    from galaug.cli.mix import mix_cmd
 
-    for command in (*CORE_COMMANDS, train_cmd, generate_cmd):
+    for command in (*CORE_COMMANDS, train_cmd, generate_cmd, mix_cmd):
         cli.add_command(command)

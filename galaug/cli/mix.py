@@ -1,0 +1,46 @@
+"""``galaug mix``: real and generated images into one dataset at chosen ratios."""
+
+from __future__ import annotations
+
+import click
+
+from galaug.cli.options import overwrite_option, seed_option
+
+__all__ = ["mix_cmd"]
+
+
+@click.command("mix")
+@click.argument("output")
+@click.option("--real-data", required=True, help="The real (training) dataset.")
+@click.option("--real", default=None, help="Real share: a fraction (0.1), a percentage (10%) or a count [default: all].")
+@click.option("--gen-data", default=None, help="A generated dataset (galaug generate).")
+@click.option("--generator", default=None, metavar="RUN", help="Generate the images needed with this run instead.")
+@click.option("--gen", default=None,
+              help="Generated share: a multiple of the full real set (5x), a fraction or percentage of --gen-data, or a count.")
+@click.option("--alpha", type=float, default=None,
+              help="Instead of --real/--gen: each sample is generated with probability ALPHA (needs --size).")
+@click.option("--size", type=click.IntRange(min=1), default=None, help="Total samples with --alpha.")
+@click.option("--replace", is_flag=True, help="Allow a source image to appear more than once.")
+@click.option("--truncation", type=click.FloatRange(0, 1), default=None, help="Truncation psi with --generator.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where --generator runs.")
+@seed_option
+@overwrite_option
+def mix_cmd(output: str, real_data: str, real: str | None, gen_data: str | None, generator: str | None,
+            gen: str | None, alpha: float | None, size: int | None, replace: bool, truncation: float | None,
+            device: str, seed: int, overwrite: bool) -> None:
+    """Mix real and generated images into OUTPUT, e.g. --real 0.1 --gen 5x.
+
+    Prints the resolved counts, then streams the sources block by block
+    (memory does not grow with N), interleaving them in a random order
+    chosen with --seed. origin and index record where every sample came
+    from; the provenance keeps both parents.
+    """
+    from galaug.generators import _device
+    from galaug.mix import mix_datasets
+
+    ds = mix_datasets(output, real_data=real_data, real=real, gen_data=gen_data, gen=gen, generator=generator,
+                      alpha=alpha, size=size, seed=seed, replace=replace, truncation=truncation, overwrite=overwrite,
+                      device=_device(device), echo=click.echo)
+    counts = ds.origin_counts()
+    click.echo(f"wrote {ds.path}: {len(ds)} samples ({counts['real']} real, {counts['generated']} generated)")

@@ -1,0 +1,257 @@
+"""Mixing real and generated images into one dataset (``galaug mix``).
+
+Two ways to say how much of each:
+
+- counts: ``real`` is a fraction (0.1), a percentage (10%) or a count of the
+  real set; ``gen`` is a multiple of the *full* real set (``5x``, the study's
+  "100% gen"), a fraction or percentage of the generated set, or a count;
+- ``alpha`` with ``size``: each of ``size`` samples comes from the generated
+  set with probability ``alpha`` (the paper's mixing loader).
+
+Samples are chosen without replacement (unless ``replace``), with the seed.
+The output is written in one streaming pass: each source is read in
+ascending row order, block by block, real and generated rows are
+interleaved in a random order, and rows are permuted within windows of
+about ``window_bytes`` (64 MiB: a shuffle buffer, as in tf.data), so memory does not
+grow with N. ``origin`` and ``index`` say where every sample came from.
+``params`` are not carried (generated images have none); ``latents`` and
+``z`` are, when every sample is generated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+
+from galaug._progress import progress
+from galaug.data import Dataset, create_dataset, make_entry, open_dataset
+from galaug.data.ops import resolve_count
+from galaug.errors import GalaugError
+
+__all__ = ["MixPlan", "plan_mix", "mix_datasets", "parse_gen"]
+
+_MULTIPLE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*x\s*$", re.I)
+
+
+def parse_gen(value: str | int | float, *, n_real: int, n_gen: int | None) -> int:
+    """Generated count from ``"5x"`` (times the full real set), a fraction/percentage of the generated set, or a count.
+
+    ``n_gen`` is None when images are generated on the fly (no upper bound;
+    then a fraction needs a multiple or a count instead).
+    """
+    text = str(value).strip()
+    if m := _MULTIPLE.match(text):
+        factor = float(m.group(1))
+        if factor <= 0:
+            raise GalaugError(f"--gen {text}: the multiple must be positive")
+        k = round(factor * n_real)
+    elif text.lower().endswith("x"):
+        raise GalaugError(f"--gen {text!r}: a multiple looks like 5x or 0.5x")
+    else:
+        if n_gen is None:
+            try:
+                k = int(text)
+            except ValueError:
+                raise GalaugError(f"--gen {text!r}: with --generator give a multiple (5x) or a count") from None
+        else:
+            try:
+                k = resolve_count(text, n_gen, what="--gen")
+            except GalaugError as exc:
+                if "must be a fraction" in str(exc):
+                    raise GalaugError(f"--gen must be a multiple of the real set (5x), a fraction (0.5) or "
+                                      f"percentage (50%) of --gen-data, or a count (300), got {text!r}") from None
+                if "asks for" in str(exc):
+                    raise GalaugError(f"--gen {text} asks for more generated images than the {n_gen} in --gen-data "
+                                      "(generate more, or use --generator RUN)") from None
+                raise
+    if k < 0:
+        raise GalaugError(f"--gen {text}: must not be negative")
+    if n_gen is not None and k > n_gen:
+        raise GalaugError(f"--gen {text} asks for {k} generated images but --gen-data holds {n_gen} "
+                          "(generate more, or use --generator RUN)")
+    return k
+
+
+@dataclasses.dataclass
+class MixPlan:
+    """Which rows of each source go into the mix, and in what order.
+
+    ``order`` (N,) holds 0 for a real row and 1 for a generated row in output
+    order (before the windowed permutation); ``real_rows`` and ``gen_rows``
+    are sorted source rows.
+    """
+
+    real_rows: np.ndarray
+    gen_rows: np.ndarray
+    order: np.ndarray
+
+    @property
+    def n_real(self) -> int:
+        return len(self.real_rows)
+
+    @property
+    def n_gen(self) -> int:
+        return len(self.gen_rows)
+
+
+def _choose(rng: np.random.Generator, n: int, k: int, *, replace: bool, what: str) -> np.ndarray:
+    if k > n and not replace:
+        raise GalaugError(f"{what}: {k} samples asked from {n} without --replace")
+    if n == 0 and k > 0:
+        raise GalaugError(f"{what}: the dataset is empty")
+    return np.sort(rng.choice(n, size=k, replace=replace)) if k else np.empty(0, np.int64)
+
+
+def plan_mix(*, n_real: int, n_gen: int | None, real: str | float | None = None, gen: str | float | None = None,
+             alpha: float | None = None, size: int | None = None, seed: int = 0, replace: bool = False) -> MixPlan:
+    """Resolve the counts and choose the rows (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    if alpha is not None:
+        if real is not None or gen is not None:
+            raise GalaugError("--alpha with --size replaces --real and --gen; give one or the other")
+        if not 0 <= alpha <= 1:
+            raise GalaugError(f"--alpha must be between 0 and 1, got {alpha}")
+        if size is None or size < 1:
+            raise GalaugError("--alpha needs --size N (the total number of samples)")
+        k_gen = int(rng.binomial(size, alpha))
+        k_real = size - k_gen
+        if n_gen is not None and k_gen > n_gen and not replace:
+            raise GalaugError(f"--alpha {alpha} --size {size} draws {k_gen} generated images but --gen-data holds "
+                              f"{n_gen} (use --replace, a smaller --size, or --generator RUN)")
+    else:
+        if size is not None:
+            raise GalaugError("--size goes with --alpha")
+        k_real = resolve_count("1.0" if real is None else real, n_real, what="--real")
+        k_gen = 0 if gen is None else parse_gen(gen, n_real=n_real, n_gen=n_gen)
+    if k_real + k_gen == 0:
+        raise GalaugError("the mix would be empty")
+    real_rows = _choose(rng, n_real, k_real, replace=replace, what="--real")
+    gen_rows = (np.arange(k_gen) if n_gen is None else _choose(rng, n_gen, k_gen, replace=replace, what="--gen"))
+    order = np.zeros(k_real + k_gen, dtype=np.uint8)
+    order[rng.choice(len(order), size=k_gen, replace=False)] = 1
+    return MixPlan(real_rows.astype(np.int64), gen_rows.astype(np.int64), order)
+
+
+def _check_compatible(real: Dataset, gen_bands, gen_shape, gen_scale, where: str) -> None:
+    if tuple(gen_bands) != real.bands:
+        raise GalaugError(f"{where} has bands {','.join(gen_bands)} but the real set has {','.join(real.bands)}")
+    if tuple(gen_shape) != real.image_shape:
+        raise GalaugError(f"{where} has images {'x'.join(map(str, gen_shape))} but the real set has "
+                          f"{'x'.join(map(str, real.image_shape))}")
+    if gen_scale is not None and real.pixel_scale is not None and not np.isclose(
+            gen_scale.to_value(real.pixel_scale.unit), real.pixel_scale.value, rtol=1e-6):
+        raise GalaugError(f"{where} has pixel scale {gen_scale} but the real set has {real.pixel_scale}")
+
+
+class _RowStream:
+    """Yields the requested (sorted) rows of a source in order, reading one block at a time."""
+
+    def __init__(self, ds: Dataset | None, rows: np.ndarray, fields: tuple[str, ...], *, model=None, seed: int = 0,
+                 truncation: float | None = None, block: int = 256) -> None:
+        self.ds, self.rows, self.fields, self.model = ds, rows, fields, model
+        self.seed, self.truncation, self.block = seed, truncation, block
+        self.pos = 0
+
+    def take(self, k: int) -> dict[str, np.ndarray]:
+        """The next ``k`` requested rows, as arrays."""
+        rows = self.rows[self.pos:self.pos + k]
+        self.pos += k
+        if self.model is not None:  # generate on the fly: rows are sample numbers of (seed, row)
+            out = self.model.sample(rows=rows.tolist(), seed=self.seed, truncation=self.truncation)
+            return {"images": out["images"].float().cpu().numpy(), "latents": out["w"].float().cpu().numpy(),
+                    "z": out["z"].float().cpu().numpy(), "index": rows}
+        parts = []
+        i = 0
+        while i < len(rows):  # one contiguous read per run of rows that fits a block
+            start = rows[i]
+            j = np.searchsorted(rows, start + self.block, side="left")
+            block = self.ds.read(int(start), int(rows[j - 1]) + 1, fields=self.fields)
+            parts.append({f: a[rows[i:j] - start] for f, a in block.items()})
+            i = j
+        joined = {f: np.concatenate([p[f] for p in parts]) for f in self.fields} if parts else \
+            {f: np.empty((0,) + self.ds.array(f).shape[1:], self.ds.array(f).dtype) for f in self.fields}
+        joined["index"] = rows
+        return joined
+
+
+def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | None = None,
+                 gen_data: str | Path | None = None, gen: str | float | None = None, generator: str | Path | None = None,
+                 alpha: float | None = None, size: int | None = None, seed: int = 0, replace: bool = False,
+                 truncation: float | None = None, overwrite: bool = False, window_bytes: int = 64 * 2**20,
+                 device: str = "cpu", echo=None) -> Dataset:
+    """Write a mix of real and generated images; see the module docstring.
+
+    Parameters
+    ----------
+    out : path
+        The dataset to create (it appears only when complete).
+    real_data, gen_data : path
+        The real (training) set and a generated set.
+    real, gen : str or number
+        How many of each (``"0.1"``, ``"10%"``, ``"500"``; ``gen`` also ``"5x"``).
+    generator : path, optional
+        A run directory: generate the images needed instead of reading ``gen_data``.
+    alpha, size : optional
+        Each of ``size`` samples is generated with probability ``alpha``.
+    replace : bool
+        Allow a source row to appear more than once.
+    echo : callable, optional
+        Called with the resolved counts before anything is written.
+    """
+    if (gen_data is None) == (generator is None) and (gen is not None or alpha is not None):
+        raise GalaugError("give exactly one of --gen-data and --generator")
+    real_ds = open_dataset(real_data)
+    gen_ds = model = None
+    if gen_data is not None:
+        gen_ds = open_dataset(gen_data)
+        _check_compatible(real_ds, gen_ds.bands, gen_ds.image_shape, gen_ds.pixel_scale, f"{gen_data}")
+    elif generator is not None:
+        from galaug.generators import load_generator
+
+        model = load_generator(generator, device=device)
+        lay = model.layout
+        _check_compatible(real_ds, lay.bands, (len(lay.bands), lay.image_size, lay.image_size), lay.pixel_scale,
+                          f"generator {generator}")
+    plan = plan_mix(n_real=len(real_ds), n_gen=None if gen_ds is None and model is not None else
+                    (len(gen_ds) if gen_ds is not None else 0), real=real, gen=gen, alpha=alpha, size=size,
+                    seed=seed, replace=replace)
+    if echo is not None:
+        echo(f"mix: {plan.n_real} real (of {len(real_ds)}) + {plan.n_gen} generated"
+             f"{'' if gen_ds is None else f' (of {len(gen_ds)})'} = {plan.n_real + plan.n_gen} samples")
+    # latents and z travel only when every sample can carry them
+    keep_latents = plan.n_real == 0 and (model is not None or (gen_ds is not None and gen_ds.latent_dim))
+    gen_fields = ("images", "latents", "z") if keep_latents and gen_ds is not None and gen_ds.z_dim else \
+        (("images", "latents") if keep_latents and gen_ds is not None else ("images",))
+    entry = make_entry("mix", seed=seed, config={"real": None if real is None else str(real),
+                                                 "gen": None if gen is None else str(gen), "alpha": alpha,
+                                                 "size": size, "replace": replace, "truncation": truncation},
+                       n_real=plan.n_real, n_generated=plan.n_gen, generator=None if generator is None else str(generator))
+    parents = [real_ds] + ([gen_ds] if gen_ds is not None else [])
+    if model is not None:
+        entry["parents"] = [real_ds.id]
+    c, h, w = real_ds.image_shape
+    latent_dim = (model.w_dim if model is not None else gen_ds.latent_dim) if keep_latents else None
+    z_dim = (model.z_dim if model is not None else gen_ds.z_dim) if keep_latents else None
+    writer = create_dataset(out, bands=real_ds.bands, image_size=(h, w), pixel_scale=real_ds.meta.get("pixel_scale"),
+                            flux_unit=real_ds.flux_unit, latent_dim=latent_dim, z_dim=z_dim or None,
+                            provenance=entry, parents=parents, overwrite=overwrite)
+    streams = (_RowStream(real_ds, plan.real_rows, ("images",)),
+               _RowStream(gen_ds, plan.gen_rows, gen_fields, model=model, seed=seed, truncation=truncation))
+    window = max(1, window_bytes // (4 * c * h * w))
+    rng = np.random.default_rng([seed, 1])
+    with writer, progress(total=len(plan.order), desc="mix") as bar:
+        for start in range(0, len(plan.order), window):
+            origins = plan.order[start:start + window]
+            parts = [streams[o].take(int((origins == o).sum())) for o in (0, 1)]
+            images = np.concatenate([parts[0]["images"], parts[1]["images"]])
+            index = np.concatenate([parts[0]["index"], parts[1]["index"]])
+            origin = np.concatenate([np.zeros(len(parts[0]["index"]), np.uint8), np.ones(len(parts[1]["index"]), np.uint8)])
+            perm = rng.permutation(len(images))
+            extra = {k: parts[1][k][perm] for k in ("latents", "z") if k in parts[1] and keep_latents
+                     and (k == "latents" or z_dim)}
+            writer.append(images[perm], origin=origin[perm], index=index[perm], **extra)
+            bar.update(len(images))
+    return open_dataset(writer.path)
