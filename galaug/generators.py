@@ -27,7 +27,7 @@ _RUN = re.compile(r"^(\d{5})-")
 
 
 def new_run_dir(root: str | Path, *, generator: str, data: str | Path) -> Path:
-    """Create ``root/NNNNN-<generator>-<data name>``, numbered after the existing runs."""
+    """Create ``root/NNNNN-<name>-<data name>``, numbered after the existing runs (``generator`` is any plugin name)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     taken = [int(m.group(1)) for p in root.iterdir() if (m := _RUN.match(p.name))]
@@ -50,8 +50,8 @@ def write_options(run_dir: Path, options: dict[str, Any]) -> None:
     os.replace(tmp, run_dir / OPTIONS)
 
 
-def read_options(run_dir: str | Path) -> dict[str, Any]:
-    """The options of a run; :class:`GalaugError` if ``run_dir`` is not a galaug run."""
+def read_options(run_dir: str | Path, *, kind: str = "generator") -> dict[str, Any]:
+    """The options of a run of ``kind`` (generator or task); :class:`GalaugError` if it is not one."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise GalaugError(f"{run_dir}: no such run directory")
@@ -62,8 +62,11 @@ def read_options(run_dir: str | Path) -> dict[str, Any]:
         raise GalaugError(f"{run_dir}: not a galaug run (no {OPTIONS})") from None
     except (OSError, ValueError) as exc:
         raise GalaugError(f"{run_dir}: unreadable {OPTIONS} ({exc})") from None
-    if not isinstance(options, dict) or options.get("galaug_run") != RUN_FORMAT or "generator" not in options:
-        raise GalaugError(f"{run_dir}: not a galaug run ({OPTIONS} lacks galaug_run/generator)")
+    if not isinstance(options, dict) or options.get("galaug_run") != RUN_FORMAT:
+        raise GalaugError(f"{run_dir}: not a galaug run ({OPTIONS} lacks galaug_run)")
+    if kind not in options:
+        other = next((k for k in ("generator", "task") if k in options), None)
+        raise GalaugError(f"{run_dir}: not a {kind} run" + (f" (it is a {other} run)" if other else ""))
     return options
 
 

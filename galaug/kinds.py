@@ -226,9 +226,34 @@ class Degradation(Component):
 
 
 class Task(Component):
-    """A downstream task trained on a dataset under a degradation."""
+    """A downstream task trained on a dataset under a degradation, then evaluated.
+
+    ``galaug task train NAME DATA --degrade SPEC`` creates a run directory,
+    writes ``options.json`` (task name, resolved config, data, degradation,
+    seed) and calls :meth:`train`; ``galaug task eval NAME RUN DATA`` calls
+    :meth:`evaluate` and writes what it returns to ``metrics.json``.
+    """
 
     kind = "task"
+
+    def train(self, data: Path, run_dir: Path, *, degrade: str | None = None, device: str = "cpu",
+              seed: int = 0, resume: bool = False) -> None:
+        """Train on the dataset at ``data`` (any mix), degrading inputs on the fly with the pipeline spec ``degrade``.
+
+        ``run_dir`` exists and holds ``options.json``; write checkpoints and
+        ``metrics.jsonl`` there; with ``resume``, continue from the newest
+        good checkpoint.
+        """
+        raise NotImplementedError
+
+    def evaluate(self, run_dir: Path, data: Path, *, degrade: str | None = None, device: str = "cpu",
+                 seed: int = 0) -> dict[str, Any]:
+        """Evaluate the trained run on ``data``; JSON-serialisable metrics.
+
+        ``degrade`` defaults to the training degradation; every random step
+        uses fixed seeds so that every model sees identical inputs.
+        """
+        raise NotImplementedError
 
 
 class Analysis(Component):

@@ -149,9 +149,9 @@ def _check_compatible(real: Dataset, gen_bands, gen_shape, gen_scale, where: str
 class _RowStream:
     """Yields the requested (sorted) rows of a source in order, reading one block at a time."""
 
-    def __init__(self, ds: Dataset | None, rows: np.ndarray, fields: tuple[str, ...], *, model=None, seed: int = 0,
-                 truncation: float | None = None, block: int = 256) -> None:
-        self.ds, self.rows, self.fields, self.model = ds, rows, fields, model
+    def __init__(self, ds: Dataset | None, rows: np.ndarray, fields: tuple[str, ...], *, image_shape: tuple,
+                 model=None, seed: int = 0, truncation: float | None = None, block: int = 256) -> None:
+        self.ds, self.rows, self.fields, self.model, self.image_shape = ds, rows, fields, model, image_shape
         self.seed, self.truncation, self.block = seed, truncation, block
         self.pos = 0
 
@@ -159,6 +159,8 @@ class _RowStream:
         """The next ``k`` requested rows, as arrays."""
         rows = self.rows[self.pos:self.pos + k]
         self.pos += k
+        if len(rows) == 0:
+            return {"images": np.empty((0, *self.image_shape), np.float32), "index": rows}
         if self.model is not None:  # generate on the fly: rows are sample numbers of (seed, row)
             out = self.model.sample(rows=rows.tolist(), seed=self.seed, truncation=self.truncation)
             return {"images": out["images"].float().cpu().numpy(), "latents": out["w"].float().cpu().numpy(),
@@ -171,8 +173,7 @@ class _RowStream:
             block = self.ds.read(int(start), int(rows[j - 1]) + 1, fields=self.fields)
             parts.append({f: a[rows[i:j] - start] for f, a in block.items()})
             i = j
-        joined = {f: np.concatenate([p[f] for p in parts]) for f in self.fields} if parts else \
-            {f: np.empty((0,) + self.ds.array(f).shape[1:], self.ds.array(f).dtype) for f in self.fields}
+        joined = {f: np.concatenate([p[f] for p in parts]) for f in self.fields}
         joined["index"] = rows
         return joined
 
@@ -238,8 +239,9 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
     writer = create_dataset(out, bands=real_ds.bands, image_size=(h, w), pixel_scale=real_ds.meta.get("pixel_scale"),
                             flux_unit=real_ds.flux_unit, latent_dim=latent_dim, z_dim=z_dim or None,
                             provenance=entry, parents=parents, overwrite=overwrite)
-    streams = (_RowStream(real_ds, plan.real_rows, ("images",)),
-               _RowStream(gen_ds, plan.gen_rows, gen_fields, model=model, seed=seed, truncation=truncation))
+    streams = (_RowStream(real_ds, plan.real_rows, ("images",), image_shape=real_ds.image_shape),
+               _RowStream(gen_ds, plan.gen_rows, gen_fields, image_shape=real_ds.image_shape, model=model, seed=seed,
+                          truncation=truncation))
     window = max(1, window_bytes // (4 * c * h * w))
     rng = np.random.default_rng([seed, 1])
     with writer, progress(total=len(plan.order), desc="mix") as bar:
@@ -250,8 +252,7 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
             index = np.concatenate([parts[0]["index"], parts[1]["index"]])
             origin = np.concatenate([np.zeros(len(parts[0]["index"]), np.uint8), np.ones(len(parts[1]["index"]), np.uint8)])
             perm = rng.permutation(len(images))
-            extra = {k: parts[1][k][perm] for k in ("latents", "z") if k in parts[1] and keep_latents
-                     and (k == "latents" or z_dim)}
+            extra = {k: parts[1][k][perm] for k in ("latents", "z") if keep_latents and (k == "latents" or z_dim)}
             writer.append(images[perm], origin=origin[perm], index=index[perm], **extra)
             bar.update(len(images))
     return open_dataset(writer.path)
