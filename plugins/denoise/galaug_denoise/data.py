@@ -1,0 +1,191 @@
+"""What the denoiser reads: the held-out split, contiguous batches of it, seeds and augmentation.
+
+The held-out rows are blocks of consecutive rows (at most a chunk, and
+small enough that the held-out part is made of at least eight of them)
+chosen at random with the seed, so that reads stay contiguous while a
+dataset sorted by some property is still sampled across its length. The
+training rows are the rest: a list of row ranges that :class:`SplitSampler`
+addresses as one virtual range ``[0, n_train)`` with
+:class:`galaug.data.torch.BlockSampler`'s shuffled, shifted batches.
+
+Seeds (:func:`galaug.degrade.derive_seeds`, written ``derive``):
+
+- training, epoch ``e``, row ``r``: ``derive(derive(derive(seed, 0), e), r)``
+  (a fresh degradation every epoch);
+- held-out rows: ``derive(derive(seed, 1), r)``, the same every epoch;
+- augmentation of row ``r`` in epoch ``e``: ``derive(derive(derive(seed, 2), e), r) % 8``
+  picks one of the eight flips and 90-degree rotations;
+- evaluation: ``derive(eval_seed, r)``, the seeds ``galaug degrade --seed``
+  gives row ``r``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from galaug.data.torch import BlockDataset, BlockSampler
+from galaug.degrade import derive_seeds
+
+__all__ = ["Split", "split_rows", "SplitSampler", "RangeBatches", "ranges_rows", "train_seeds", "holdout_seeds",
+           "augment_codes", "dihedral"]
+
+Ranges = tuple[tuple[int, int], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Training and held-out rows of a dataset, each as sorted, disjoint ``(start, stop)`` ranges."""
+
+    train: Ranges
+    holdout: Ranges
+
+    @property
+    def n_train(self) -> int:
+        return sum(b - a for a, b in self.train)
+
+    @property
+    def n_holdout(self) -> int:
+        return sum(b - a for a, b in self.holdout)
+
+    def train_ranges(self, start: int, stop: int) -> Ranges:
+        """Rows ``start:stop`` of the training part (counted over its ranges) as dataset row ranges."""
+        out, offset = [], 0
+        for a, b in self.train:
+            lo, hi = max(start - offset, 0), min(stop - offset, b - a)
+            if lo < hi:
+                out.append((a + lo, a + hi))
+            offset += b - a
+            if offset >= stop:
+                break
+        return tuple(out)
+
+
+def _merge(ranges: Sequence[tuple[int, int]]) -> Ranges:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return tuple(out)
+
+
+def split_rows(n: int, fraction: float, *, seed: int, chunk_rows: int) -> Split:
+    """Hold out about ``fraction`` of ``n`` rows (at least one if ``fraction > 0``) in random blocks.
+
+    Blocks are ``min(chunk_rows, ceil(m / 8))`` rows long for ``m`` held-out
+    rows; they are taken in a random order (from ``seed``) until ``m`` rows
+    are covered, so a partial last block of the dataset may add a few less.
+    """
+    if not fraction:
+        return Split(train=((0, n),) if n else (), holdout=())
+    m = max(1, round(fraction * n))
+    block = max(1, min(chunk_rows, math.ceil(m / 8)))
+    starts = np.arange(0, n, block)
+    order = np.random.default_rng(derive_seeds(seed, 3).tolist()).permutation(len(starts))
+    chosen, covered = [], 0
+    for i in order:
+        if covered >= m:
+            break
+        a = int(starts[i])
+        b = min(a + block, n)
+        chosen.append((a, b))
+        covered += b - a
+    holdout = _merge(chosen)
+    bounds = [0, *(x for r in holdout for x in r), n]
+    train = _merge([(a, b) for a, b in zip(bounds[::2], bounds[1::2]) if b > a])
+    return Split(train=train, holdout=holdout)
+
+
+class SplitSampler(torch.utils.data.Sampler):
+    """:class:`BlockSampler` batches over the training rows of a :class:`Split`, as dataset row ranges.
+
+    Parameters
+    ----------
+    split : Split
+    batch_size : int
+    seed : int
+        With :meth:`set_epoch`, fixes each epoch's order.
+    max_batches : int
+        Only the first so many batches of each epoch (0: all).
+    """
+
+    def __init__(self, split: Split, *, batch_size: int, seed: int, max_batches: int = 0) -> None:
+        self.split = split
+        self.blocks = BlockSampler(split.n_train, batch_size=batch_size, shuffle=True, seed=seed)
+        self.max_batches = max_batches
+
+    def set_epoch(self, epoch: int) -> None:
+        self.blocks.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[Ranges]:
+        for i, (start, stop) in enumerate(self.blocks):
+            if self.max_batches and i >= self.max_batches:
+                return
+            yield self.split.train_ranges(start, stop)
+
+    def __len__(self) -> int:
+        n = len(self.blocks)
+        return min(n, self.max_batches) if self.max_batches else n
+
+
+class RangeBatches(torch.utils.data.Dataset):
+    """``batches[ranges]``: the rows of a few ``(start, stop)`` ranges, one contiguous read per range and field.
+
+    Adds ``rows`` (int64), the dataset row of every sample. Wraps
+    :class:`BlockDataset`, so DataLoader workers open the store themselves.
+    """
+
+    def __init__(self, path: str | Path, *, fields: Sequence[str]) -> None:
+        self.blocks = BlockDataset(path, fields=fields)
+
+    def __len__(self) -> int:
+        return self.blocks.n
+
+    def __getitem__(self, ranges: Ranges) -> dict[str, torch.Tensor]:
+        parts = [self.blocks[(a, b)] for a, b in ranges]
+        batch = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        batch["rows"] = ranges_rows(ranges)
+        return batch
+
+
+def ranges_rows(ranges: Ranges) -> torch.Tensor:
+    """The rows (int64) that ``ranges`` cover, in order."""
+    return torch.cat([torch.arange(a, b, dtype=torch.int64) for a, b in ranges])
+
+
+def train_seeds(seed: int, epoch: int, rows: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Degradation seeds of ``rows`` in training epoch ``epoch`` (0-based)."""
+    return derive_seeds(derive_seeds(derive_seeds(seed, 0), epoch), np.asarray(rows))
+
+
+def holdout_seeds(seed: int, rows: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Fixed degradation seeds of held-out ``rows``."""
+    return derive_seeds(derive_seeds(seed, 1), np.asarray(rows))
+
+
+def augment_codes(seed: int, epoch: int, rows: torch.Tensor | np.ndarray) -> np.ndarray:
+    """One of the eight dihedral transforms (0-7) for each row in ``epoch``."""
+    return derive_seeds(derive_seeds(derive_seeds(seed, 2), epoch), np.asarray(rows)) % 8
+
+
+def dihedral(images: torch.Tensor, codes: np.ndarray) -> torch.Tensor:
+    """Rotate sample ``i`` by ``codes[i] % 4`` quarter turns, then flip it left-right if ``codes[i] >= 4``.
+
+    Non-square images only take half turns (odd quarter turns are rounded down).
+    """
+    codes = np.asarray(codes)
+    if images.shape[-1] != images.shape[-2]:
+        codes = codes & ~1
+    out = images.clone()
+    for code in np.unique(codes):
+        idx = torch.from_numpy(np.flatnonzero(codes == code)).to(images.device)
+        x = torch.rot90(images[idx], int(code) % 4, dims=(2, 3))
+        out[idx] = torch.flip(x, dims=(3,)) if code >= 4 else x
+    return out
