@@ -46,7 +46,7 @@ galaug show "$OUT/gen.zarr" -o "$OUT/gen.png" -n 25 --overwrite
 step "mix: 10% of the real training set + 5x generated (the study's scarce-data arm)"
 galaug mix "$OUT/mix-10real+gen.zarr" --real-data "$OUT/real-train.zarr" --real 0.1 \
   --gen-data "$OUT/gen.zarr" --gen 5x --seed 0 --overwrite
-galaug info "$OUT/mix-10real+gen.zarr" | head -4
+galaug info "$OUT/mix-10real+gen.zarr"
 
 step "denoiser on the 10% real + generated mix, evaluated on the validation set (nominal and shifted test sets)"
 rm -rf "$OUT/task-runs"
