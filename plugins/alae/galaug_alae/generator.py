@@ -443,4 +443,10 @@ class AlaeModel(GeneratorModel):
 
     @torch.no_grad()
     def encode(self, images) -> torch.Tensor:
-        return self.nets.E(self.transform.forward(self._tensor(images)))
+        x = self._tensor(images)
+        out = []
+        for i in range(0, len(x), self.micro_batch):  # bounded memory, batch-independent results
+            chunk, pad = x[i:i + self.micro_batch], max(0, i + self.micro_batch - len(x))
+            chunk = torch.cat([chunk, chunk.new_zeros(pad, *chunk.shape[1:])])
+            out.append(self.nets.E(self.transform.forward(chunk))[: self.micro_batch - pad])
+        return torch.cat(out) if out else x.new_zeros(0, self.w_dim)
