@@ -86,11 +86,10 @@ def load_generator(run_dir: str | Path, *, device: str = "cpu", checkpoint: str 
 
 
 def _device(device: str) -> str:
-    if device == "auto":
-        import torch
+    """``auto``, ``cpu`` or ``cuda`` resolved, with a clear error when CUDA is asked for but absent."""
+    from galaug.degrade import resolve_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return str(resolve_device(device))
 
 
 def generate(run_dir: str | Path, out: str | Path, n: int, *, seed: int = 0, truncation: float | None = None,

@@ -20,13 +20,14 @@ from galaug.config import config_to_dict
 from galaug.data import open_dataset
 from galaug.data._format import pixel_scale_quantity
 from galaug.data.torch import BlockDataset, BlockSampler
+from galaug.degrade.seeds import derive_seeds
 from galaug.errors import GalaugError
 from galaug.kinds import Generator, GeneratorModel, Layout
 from galaug_alae.checkpoint import load_checkpoint, save_checkpoint
 from galaug_alae.model import Discriminator, Encoder, Mapping, NetConfig, Synthesis
 from galaug_alae.transform import IntensityTransform
 
-__all__ = ["AlaeConfig", "Alae", "AlaeModel", "row_seed"]
+__all__ = ["AlaeConfig", "Alae", "AlaeModel"]
 
 
 @dataclasses.dataclass
@@ -110,14 +111,6 @@ PRESETS: dict[str, dict[str, Any]] = {
                   steps=300000, progressive=True, start_resolution=8, level_steps=40000, checkpoint_every=5000,
                   sample_every=5000),
 }
-
-
-def row_seed(seed: int, row: int) -> int:
-    """The seed of sample ``row`` (splitmix64 of both): any slice can be regenerated alone."""
-    x = (int(seed) * 0x9E3779B97F4A7C15 + int(row) + 1) & 0xFFFFFFFFFFFFFFFF
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    return (x ^ (x >> 31)) & 0x7FFFFFFFFFFFFFFF
 
 
 def _styles(w: torch.Tensor, num_layers: int) -> torch.Tensor:
@@ -411,12 +404,13 @@ class AlaeModel(GeneratorModel):
     def sample(self, n: int | None = None, *, seed: int = 0, rows: Sequence[int] | None = None,
                truncation: float | None = None) -> dict[str, torch.Tensor]:
         rows = list(range(n) if rows is None else rows)
-        seeds = [row_seed(seed, r) for r in rows]
+        seeds = derive_seeds(seed, np.asarray(rows, dtype=np.int64)).tolist()  # sample r: (seed, r) only
         z = torch.stack([torch.randn(self.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
         w = self.map(z.to(self.device))
         if truncation is not None and truncation < 1:
             w = torch.lerp(self.nets.w_avg[None], w, truncation)
-        return {"images": self.decode(w, seeds=[s ^ 0x5DEECE66D for s in seeds]), "z": z.to(self.device), "w": w}
+        noise_seeds = derive_seeds(np.asarray(seeds, dtype=np.int64), 1).tolist()
+        return {"images": self.decode(w, seeds=noise_seeds), "z": z.to(self.device), "w": w}
 
     @torch.no_grad()
     def map(self, z) -> torch.Tensor:
