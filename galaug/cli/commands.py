@@ -273,4 +273,15 @@ def _json_default(o):
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
-CORE_COMMANDS = (plugins_cmd, config_cmd, info_cmd, split_cmd, show_cmd, export_cmd, analyze_cmd)
+@click.command("report")
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, help="HTML file to write (figures embedded).")
+@overwrite_option
+def report_cmd(manifest: str, output: str, overwrite: bool) -> None:
+    """Build one self-contained HTML page from MANIFEST (TOML: sections of figures, experiments, analyses)."""
+    from galaug.report import build_report
+
+    click.echo(f"wrote {build_report(manifest, output, overwrite=overwrite)}")
+
+
+CORE_COMMANDS = (plugins_cmd, config_cmd, info_cmd, split_cmd, show_cmd, export_cmd, analyze_cmd, report_cmd)

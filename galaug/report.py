@@ -1,0 +1,174 @@
+"""One self-contained HTML page from the outputs of a study: figures, experiment tables, analyses.
+
+A report is described by a TOML manifest (``galaug report MANIFEST.toml -o
+report.html``)::
+
+    title = "galaug demo"
+    intro = "What was run, on what."
+
+    [[section]]
+    title = "Real and generated galaxies"
+    text = "One sentence on what the section shows."
+    images = [{path = "real-train.png", caption = "..."}, "gen.png"]
+
+    [[section]]
+    title = "The ratio experiment"
+    experiment = "experiment"      # a `galaug experiment ratios` output folder
+
+    [[section]]
+    title = "Latent structure"
+    analysis = "latent"            # a `galaug analyze` output folder
+
+Paths are relative to the manifest. An ``experiment`` section shows
+``results.md`` and ``results.png``; an ``analysis`` section shows the
+analysis' ``table`` and every figure it lists, captioned by its
+``captions`` when it gives them; ``table = "file.md"`` shows a Markdown
+file. Figures are embedded (base64), so the page can be mailed or
+archived alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from galaug.errors import ConfigError
+
+__all__ = ["build_report", "render_report", "markdown_to_html"]
+
+_SECTION_KEYS = {"title", "text", "images", "experiment", "analysis", "table"}
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { border-bottom: 2px solid #444; } h2 { margin-top: 2em; border-bottom: 1px solid #bbb; }
+figure { display: inline-block; margin: 0.5em; vertical-align: top; max-width: 100%; }
+figure img { max-width: 100%; border: 1px solid #ddd; } figcaption { font-size: 0.9em; color: #444; max-width: 60em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; } th { background: #f2f2f2; }
+td:first-child, th:first-child { text-align: left; } p.lead { font-size: 1.05em; }
+"""
+
+
+def markdown_to_html(text: str) -> str:
+    """Paragraphs and pipe tables (the Markdown galaug writes) to HTML; everything is escaped."""
+    out: list[str] = []
+    lines = text.strip().splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        if line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].strip().startswith("|"):
+                cells = [c.strip() for c in lines[i].strip().strip("|").split("|")]
+                if not all(set(c) <= set("-: ") for c in cells):  # skip the |---|---| rule
+                    rows.append(cells)
+                i += 1
+            head, *body = rows
+            out.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+                       + "</table>")
+            continue
+        para = []
+        while i < len(lines) and lines[i].strip() and not lines[i].strip().startswith("|"):
+            para.append(lines[i].strip())
+            i += 1
+        if para:
+            out.append(f"<p>{html.escape(' '.join(para))}</p>")
+        else:
+            i += 1
+    return "\n".join(out)
+
+
+def _figure(path: Path, caption: str) -> str:
+    if not path.is_file():
+        raise ConfigError(f"report: figure {str(path)!r} does not exist")
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    mime = "image/svg+xml" if path.suffix.lower() == ".svg" else f"image/{path.suffix.lower().lstrip('.') or 'png'}"
+    return (f'<figure><img src="data:{mime};base64,{data}" alt="{html.escape(path.name)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        raise ConfigError(f"report: {what} {str(path)!r} cannot be read") from None
+
+
+def _section(sec: dict[str, Any], base: Path, number: int) -> str:
+    where = f"section {number}" + (f" ({sec['title']!r})" if isinstance(sec.get("title"), str) else "")
+    unknown = set(sec) - _SECTION_KEYS
+    if unknown:
+        raise ConfigError(f"report: {where}: unknown key(s) {', '.join(sorted(unknown))} "
+                          f"(keys: {', '.join(sorted(_SECTION_KEYS))})")
+    if not isinstance(sec.get("title"), str):
+        raise ConfigError(f"report: {where} needs a title")
+    body = [f"<h2>{html.escape(sec['title'])}</h2>"]
+    if sec.get("text"):
+        body.append(f'<p class="lead">{html.escape(str(sec["text"]))}</p>')
+    if "table" in sec:
+        body.append(markdown_to_html(_read_text(base / sec["table"], "table")))
+    if "experiment" in sec:
+        folder = base / sec["experiment"]
+        body.append(markdown_to_html(_read_text(folder / "results.md", "experiment table")))
+        body.append(_figure(folder / "results.png", "Mean and spread over seeds of the summary metric per arm, "
+                                                    "one panel per test set (lower is better for errors)."))
+    if "analysis" in sec:
+        folder = base / sec["analysis"]
+        try:
+            report = json.loads(_read_text(folder / "report.json", "analysis report"))
+            results = report["results"]
+        except (ValueError, KeyError):
+            raise ConfigError(f"report: {folder / 'report.json'} is not a galaug analysis report") from None
+        if results.get("table"):
+            body.append(markdown_to_html(results["table"]))
+        captions = results.get("captions") or {}
+        for name in results.get("figures") or []:
+            body.append(_figure(folder / name, captions.get(name, name)))
+    for item in sec.get("images") or []:
+        path, caption = (item, "") if isinstance(item, str) else (item.get("path"), item.get("caption", ""))
+        if not isinstance(path, str):
+            raise ConfigError(f"report: {where}: an image needs a path")
+        body.append(_figure(base / path, caption))
+    return "<section>\n" + "\n".join(body) + "\n</section>"
+
+
+def render_report(spec: dict[str, Any], base: Path) -> str:
+    """The HTML page for a manifest already read into ``spec``; paths are relative to ``base``."""
+    sections = spec.get("section")
+    if not isinstance(sections, list) or not sections:
+        raise ConfigError("report: the manifest has no [[section]]")
+    title = str(spec.get("title", "galaug report"))
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    if spec.get("intro"):
+        parts.append(markdown_to_html(str(spec["intro"])))
+    parts += [_section(sec, base, i + 1) for i, sec in enumerate(sections)]
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def build_report(manifest: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the report that ``manifest`` describes to ``out`` (atomically); returns ``out``."""
+    from galaug.data.writer import check_output, commit_path, temporary_sibling
+
+    manifest = Path(manifest)
+    try:
+        spec = tomllib.loads(manifest.read_text())
+    except OSError:
+        raise ConfigError(f"report manifest {str(manifest)!r} cannot be read") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"report manifest {str(manifest)!r} is not valid TOML: {exc}") from None
+    page = render_report(spec, manifest.parent)
+    out = check_output(out, overwrite=overwrite, what="file")
+    tmp = temporary_sibling(out)
+    try:
+        tmp.write_text(page)
+        commit_path(tmp, out, overwrite=overwrite)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out

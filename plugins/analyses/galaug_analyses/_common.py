@@ -1,0 +1,90 @@
+"""What the generator analyses share: the run and its training data, batched sampling, figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from galaug import GalaugError, open_dataset
+from galaug.data import Dataset
+from galaug.generators import load_generator, read_options
+
+__all__ = ["pyplot", "load_run", "training_data", "sersic_geometry", "band_index", "sample", "decode"]
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (figures are files, never windows)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def load_run(path: Path, *, device: str):
+    """The trained generator of run directory ``path`` (one clear error if it is not one)."""
+    read_options(path)  # GalaugError: not a run, not a generator run
+    return load_generator(path, device=device)
+
+
+def training_data(run: Path) -> Dataset | None:
+    """The dataset the run was trained on, if it is still where the run says."""
+    data = read_options(run).get("data")
+    try:
+        return open_dataset(data) if data else None
+    except GalaugError:
+        return None
+
+
+def sersic_geometry(ds: Dataset | None) -> dict[str, Any]:
+    """PSF (``psf``, ``psf_fwhm`` arcsec) and ``noise_std`` recorded by the ``sersic`` simulator of ``ds``.
+
+    Empty when ``ds`` is None or was not simulated by ``source:sersic``.
+    """
+    if ds is None:
+        return {}
+    for entry in reversed(ds.provenance):
+        if entry.get("plugin") == "source:sersic":
+            cfg = entry.get("config") or {}
+            return {k: cfg[k] for k in ("psf", "psf_fwhm", "noise_std") if k in cfg}
+    return {}
+
+
+def band_index(bands: tuple[str, ...], band: str) -> int:
+    """Index of ``band`` (empty: the first); the error names the bands there are."""
+    if not band:
+        return 0
+    if band not in bands:
+        raise GalaugError(f"band {band!r} not among the generator's bands {', '.join(bands)}")
+    return bands.index(band)
+
+
+def sample(model, n: int, *, seed: int, truncation: float | None, batch: int = 256) -> dict[str, np.ndarray]:
+    """``n`` samples of ``model`` (images, z, w) as numpy arrays, drawn in batches with a progress bar."""
+    from galaug._progress import progress
+
+    parts: dict[str, list[np.ndarray]] = {"images": [], "z": [], "w": []}
+    with progress(total=n, desc="generate") as bar:
+        for start in range(0, n, batch):
+            rows = range(start, min(n, start + batch))
+            out = model.sample(rows=rows, seed=seed, truncation=truncation)
+            for k in parts:
+                parts[k].append(out[k].float().cpu().numpy())
+            bar.update(len(rows))
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def decode(model, latents: np.ndarray, *, space: str, noise_seed: int, batch: int = 256) -> np.ndarray:
+    """Images of latents in ``space`` (``w``, or ``z`` mapped through F first), all with the same noise."""
+    import torch
+
+    out = []
+    for start in range(0, len(latents), batch):
+        chunk = torch.as_tensor(latents[start:start + batch], dtype=torch.float32)
+        w = model.map(chunk) if space == "z" else chunk
+        out.append(model.decode(w, seeds=[noise_seed] * len(chunk)).float().cpu().numpy())
+    size = model.layout.image_size
+    return np.concatenate(out) if out else np.zeros((0, len(model.layout.bands), size, size), np.float32)
