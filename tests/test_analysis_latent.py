@@ -164,12 +164,17 @@ def test_latent_structure_in_z_space_and_with_a_given_control(cli, sersic_data, 
     run = make_run(tmp_path / "run")  # no training data: PSF and control must be given
     out = tmp_path / "latent"
     result = cli.invoke("analyze", "latent-structure", str(run), str(sersic_data.path), "-o", str(out),
-                        "--set", "space=z", "--set", f"psf_fwhm={FWHM}", "--set", "walk_latents=0", *SMALL)
+                        "--set", "space=z", "--set", "walk_latents=0", *SMALL)
     assert result.exit_code == 0, result.output
     r = json.loads((out / "report.json").read_text())["results"]
-    assert r["space"] == "z" and r["noise_std"] is None  # estimated from the border of each image
+    assert r["space"] == "z" and r["psf_fwhm_arcsec"] == FWHM  # from the control data's provenance
     assert r["parameters"]["flux"]["spearman_rho"] > 0.85
     assert r["control"]["data"] == str(sersic_data.path)
+    result = cli.invoke("analyze", "latent-structure", str(run), "-o", str(tmp_path / "border"), "--set", "control=0",
+                        "--set", "psf_fwhm=1.0", "--set", "n=40", "--set", "folds=2", "--set", "walk_latents=0")
+    assert result.exit_code == 0, result.output
+    r = json.loads((tmp_path / "border" / "report.json").read_text())["results"]
+    assert r["noise_std"] is None and r["control"] == {"skipped": "control = 0"}  # noise from each image's border
 
 
 def test_latent_structure_errors(cli, sersic_data, tmp_path):

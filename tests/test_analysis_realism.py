@@ -122,6 +122,12 @@ def test_a_shifted_set_is_far_from_the_heldout_set_and_the_training_set_near(cli
     assert set(results["captions"]) == set(results["figures"])
 
 
+def test_morphology_in_worker_processes_is_the_same(cli, data, tmp_path):
+    one = analyze(cli, tmp_path / "one", data["shifted"], data["heldout"], sets=["n=4"])["results"]
+    two = analyze(cli, tmp_path / "two", data["shifted"], data["heldout"], sets=["n=4", "workers=2"])["results"]
+    assert two["morphology"] == one["morphology"] and two["n"] == one["n"]
+
+
 def test_scaled_distance():
     rng = np.random.default_rng(0)
     reference = rng.normal(0, 2, 4000)

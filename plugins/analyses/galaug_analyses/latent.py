@@ -240,7 +240,9 @@ class LatentStructure(Analysis):
             raise GalaugError(f"latent-structure takes RUN [CONTROL.zarr], got {len(inputs)} inputs")
         model = load_run(inputs[0], device=str(resolve_device(cfg.device)))
         train_ds = training_data(inputs[0])
-        fwhm, noise, psf_note = _psf_and_noise(cfg, sersic_geometry(train_ds))
+        control_ds = open_dataset(inputs[1]) if len(inputs) == 2 else train_ds
+        # the PSF and noise the generator learned: its training data's, else those of the control images
+        fwhm, noise, psf_note = _psf_and_noise(cfg, sersic_geometry(train_ds) or sersic_geometry(control_ds))
         band = band_index(model.layout.bands, cfg.band)
         scale = model.layout.pixel_scale
 
@@ -279,7 +281,7 @@ class LatentStructure(Analysis):
             results["parameters"][name] = {
                 "accuracy": o.accuracy, "accuracy_std": o.accuracy_std, "spearman_rho": o.spearman_rho,
                 "kendall_tau": o.kendall_tau, "n_low": o.n_low, "n_high": o.n_high, **walks.get(name, {})}
-        results["control"] = self._control(inputs, train_ds, model, fit, seed=seed, out_dir=out_dir)
+        results["control"] = self._control(control_ds, len(inputs) == 2, model, fit, out_dir=out_dir)
         self._figures(drawn["images"][ok], values, orderings, out_dir)
         results["table"] = table(results)
         results["figures"] = [f for f in CAPTIONS if (out_dir / f).exists()]
@@ -319,16 +321,15 @@ class LatentStructure(Analysis):
         self._walk_figures(t, curves, strips, model, out_dir)
         return out
 
-    def _control(self, inputs: list[Path], train_ds, model, fit, *, seed: int, out_dir: Path) -> dict[str, Any]:
-        """The fit's own error: source images fitted against their true parameters."""
+    def _control(self, ds, given: bool, model, fit, *, out_dir: Path) -> dict[str, Any]:
+        """The fit's own error: source images (``ds``, given or the training data) against their true parameters."""
         cfg = self.config
         if cfg.control == 0:
             return {"skipped": "control = 0"}
-        ds = open_dataset(inputs[1]) if len(inputs) == 2 else train_ds
         if ds is None:
             return {"skipped": "the run's training data is not available; give a control dataset"}
         if tuple(ds.param_names) != PARAM_NAMES:
-            if len(inputs) == 2:
+            if given:
                 raise GalaugError(f"{ds.path}: control data needs the sersic parameters "
                                   f"{', '.join(PARAM_NAMES)} (has: {', '.join(ds.param_names) or 'none'})")
             return {"skipped": f"{ds.path} has no sersic parameters"}

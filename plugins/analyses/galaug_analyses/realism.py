@@ -21,7 +21,9 @@ generated set cannot be expected to beat. See ``docs/realism.md``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import math
 import warnings
 from collections import Counter
@@ -81,6 +83,8 @@ class RealismConfig:
     pixel_samples: int = 100_000
     #: bins of the histograms in the figures
     bins: int = 30
+    #: processes measuring morphology (statmorph takes 0.2 to 0.4 s per 32x32 image)
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if self.n < 2:
@@ -99,6 +103,8 @@ class RealismConfig:
             raise ValueError(f"pixel_samples must be at least 2, got {self.pixel_samples}")
         if self.bins < 2:
             raise ValueError(f"bins must be at least 2, got {self.bins}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
 
 
 # -- measures -----------------------------------------------------------------------
@@ -202,51 +208,71 @@ def _morphology(images: np.ndarray, band: int, colour_bands: tuple[int, int] | N
     background noise) under the central pixel, else the largest; other
     segments are masked; the weight map is the background noise. With
     ``colour_bands`` (g, i), the sky-subtracted fluxes of both inside the
-    source's segment give its g - i colour.
+    source's segment give its g - i colour. With ``config.workers`` > 1 the
+    images are measured in that many processes (same results, in order).
     """
-    import statmorph
-    from photutils.segmentation import detect_sources
-
-    n, _, h, w = images.shape
+    n = len(images)
     rows: list[list[float]] = []
     colours: list[float] = []
     failed: Counter = Counter()
-    with warnings.catch_warnings(), np.errstate(all="ignore"), progress(total=n, desc=desc) as bar:
-        warnings.simplefilter("ignore")  # statmorph and photutils warn about every difficult fit
-        for i in range(n):
+    measure = functools.partial(_measure, band=band, colour_bands=colour_bands, config=config)
+    with progress(total=n, desc=desc) as bar, contextlib.ExitStack() as stack:
+        if config.workers > 1 and n > 1:
+            import concurrent.futures
+            import multiprocessing
+
+            pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
+                config.workers, mp_context=multiprocessing.get_context("spawn")))
+            results = pool.map(measure, images, chunksize=max(1, min(16, n // (4 * config.workers))))
+        else:
+            results = map(measure, images)
+        for why, row, colour in results:
             bar.update(1)
-            image = images[i, band].astype(np.float64)
-            sky, sigma = _background(image, detect_sigma=config.detect_sigma, min_pixels=config.min_pixels)
-            image -= sky
-            sigma = max(sigma, 1e-6 * float(np.max(np.abs(image))))
-            if not (sigma > 0 and np.all(np.isfinite(image))):
-                failed["blank"] += 1
-                continue
-            segments = detect_sources(image, config.detect_sigma * sigma, config.min_pixels)
-            if segments is None:
-                failed["no_source"] += 1
-                continue
-            label = int(segments.data[h // 2, w // 2]) or int(np.argmax(np.bincount(segments.data.ravel())[1:]) + 1)
-            segmap = (segments.data == label).astype(np.int32)
-            mask = (segments.data > 0) & (segments.data != label)
-            morph = statmorph.source_morphology(image, segmap, mask=mask, weightmap=np.full_like(image, sigma))[0]
-            if morph.flag > config.max_flag:
-                failed["flag"] += 1
-                continue
-            if morph.flag_sersic > config.max_flag:
-                failed["sersic_flag"] += 1
-                continue
-            row = [float(getattr(morph, attr)) for attr in STATISTICS.values()]
-            if not all(math.isfinite(v) and v != _INVALID for v in row):
-                failed["invalid"] += 1
+            if why is not None:
+                failed[why] += 1
                 continue
             rows.append(row)
             if colour_bands is not None:
-                g, i_ = (_flux_inside(images[i, b], segmap.astype(bool), config) for b in colour_bands)
-                colours.append(-2.5 * math.log10(g / i_) if g > 0 and i_ > 0 else math.nan)
+                colours.append(colour)
     table = np.asarray(rows, dtype=np.float64).reshape(-1, len(STATISTICS))
     values = {name: table[:, k] for k, name in enumerate(STATISTICS)}
     return _Morphology(values, np.asarray(colours, dtype=np.float64), failed)
+
+
+def _measure(stack: np.ndarray, *, band: int, colour_bands: tuple[int, int] | None,
+             config: RealismConfig) -> tuple[str | None, list[float] | None, float]:
+    """(why it failed or None, the statistics, the g - i colour) of one (C, H, W) image."""
+    import statmorph
+    from photutils.segmentation import detect_sources
+
+    _, h, w = stack.shape
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # statmorph and photutils warn about every difficult fit
+        image = stack[band].astype(np.float64)
+        sky, sigma = _background(image, detect_sigma=config.detect_sigma, min_pixels=config.min_pixels)
+        image -= sky
+        sigma = max(sigma, 1e-6 * float(np.max(np.abs(image))))
+        if not (sigma > 0 and np.all(np.isfinite(image))):
+            return "blank", None, math.nan
+        segments = detect_sources(image, config.detect_sigma * sigma, config.min_pixels)
+        if segments is None:
+            return "no_source", None, math.nan
+        label = int(segments.data[h // 2, w // 2]) or int(np.argmax(np.bincount(segments.data.ravel())[1:]) + 1)
+        segmap = (segments.data == label).astype(np.int32)
+        mask = (segments.data > 0) & (segments.data != label)
+        morph = statmorph.source_morphology(image, segmap, mask=mask, weightmap=np.full_like(image, sigma))[0]
+        if morph.flag > config.max_flag:
+            return "flag", None, math.nan
+        if morph.flag_sersic > config.max_flag:
+            return "sersic_flag", None, math.nan
+        row = [float(getattr(morph, attr)) for attr in STATISTICS.values()]
+        if not all(math.isfinite(v) and v != _INVALID for v in row):
+            return "invalid", None, math.nan
+        colour = math.nan
+        if colour_bands is not None:
+            g, i_ = (_flux_inside(stack[b], segmap.astype(bool), config) for b in colour_bands)
+            colour = -2.5 * math.log10(g / i_) if g > 0 and i_ > 0 else math.nan
+        return None, row, colour
 
 
 def _flux_inside(image: np.ndarray, inside: np.ndarray, config: RealismConfig) -> float:
