@@ -65,3 +65,16 @@ def test_every_builtin_command_and_option_is_in_the_reference(name: str, command
         if isinstance(param, click.Option) and not param.hidden:
             longest = max(param.opts, key=len)
             assert f"`{longest}" in section or f", {longest}`" in section, f"{name} {longest} undocumented"
+
+
+def test_the_docs_build_with_warnings_as_errors(tmp_path):
+    """MkDocs in strict mode: a broken link, a page missing from the nav or a bad anchor fails the build."""
+    import subprocess
+    import sys
+
+    root = DOCS.parent
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-f",
+                             str(root / "mkdocs.yml"), "-d", str(tmp_path / "site")],
+                            capture_output=True, text=True, cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "site" / "analyses" / "index.html").exists()
