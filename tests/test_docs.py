@@ -73,7 +73,7 @@ def test_the_docs_build_with_warnings_as_errors(tmp_path):
     import sys
 
     root = DOCS.parent
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-f",
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f",
                              str(root / "mkdocs.yml"), "-d", str(tmp_path / "site")],
                             capture_output=True, text=True, cwd=root)
     assert result.returncode == 0, result.stderr
