@@ -184,6 +184,17 @@ def test_nan_pixels_are_refused_and_no_run_is_left(cli, make_dataset, tmp_path):
     assert list((tmp_path / "runs").iterdir()) == []
 
 
+def test_small_sets_train_over_many_epochs_or_are_refused(cli, make_dataset, tmp_path):
+    """30 images in batches of 8: epochs of 3 batches whatever the shifted boundaries; 4 images: one clear line."""
+    small = make_dataset(30, bands=("r",), size=16)
+    res = cli.invoke("train", "alae", small.path, "--run-dir", tmp_path / "runs", *TINY, "--steps", "12",
+                     "--set", "batch_size=8")
+    assert res.exit_code == 0, res.output
+    tiny = make_dataset(4, bands=("r",), size=16)
+    assert_user_error(cli.invoke("train", "alae", tiny.path, "--run-dir", tmp_path / "runs2", *TINY,
+                                 "--set", "batch_size=8"), "4 images, fewer than one batch of 8")
+
+
 def test_image_size_must_be_a_power_of_two_and_match(cli, sersic16, tmp_path):
     assert_user_error(cli.invoke("train", "alae", sersic16.path, "--set", "image_size=24"),
                       "power of two from 16 to 256")

@@ -64,6 +64,19 @@ def test_drop_last_keeps_full_batches_only():
     assert all(b - a == 8 for a, b in BlockSampler(50, batch_size=8, drop_last=True, seed=2))
 
 
+@pytest.mark.parametrize("n", [16, 20, 30, 31, 32, 33, 50, 800])
+def test_drop_last_gives_every_epoch_the_same_number_of_batches(n):
+    """Training loops map a step to (epoch, batch); a shorter epoch would leave them without a batch."""
+    sampler = BlockSampler(n, batch_size=16, drop_last=True, seed=0)
+    lengths = set()
+    for epoch in range(40):
+        sampler.set_epoch(epoch)
+        ranges = list(sampler)
+        lengths.add(len(ranges))
+        assert all(b - a == 16 for a, b in ranges)
+    assert lengths == {len(sampler)} and len(sampler) >= 1
+
+
 def test_pickled_dataset_does_not_carry_an_open_store(make_dataset):
     ds = BlockDataset(make_dataset(10).path, fields=("images",), batch_size=4)
     ds[0]  # opens the store in this process

@@ -91,13 +91,16 @@ class BlockSampler(Sampler):
     seed : int
         With :meth:`set_epoch`, fixes the order of every epoch.
     drop_last : bool
-        Drop ranges shorter than ``batch_size``.
+        Drop ranges shorter than ``batch_size``; every epoch then has the
+        same number of ranges (with shifting, the fewest that any offset
+        gives: ``(n - batch_size + 1) // batch_size``).
     rank, world_size : int
         Keep every ``world_size``-th range starting at ``rank`` (for
         data-parallel training); each rank gets the same number of ranges.
     shift : bool
         With ``shuffle``, move the range boundaries by a random offset each
         epoch (off: ranges always start at multiples of ``batch_size``).
+        Only done when ``n`` is at least two batches.
     """
 
     def __init__(self, n: int, *, batch_size: int, shuffle: bool = True, seed: int = 0,
@@ -113,13 +116,19 @@ class BlockSampler(Sampler):
 
     def _ranges(self) -> list[tuple[int, int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        offset = int(rng.integers(self.batch_size)) if self.shuffle and self.shift and self.n > self.batch_size else 0
+        # shifting needs room for at least one full batch whatever the offset
+        shifted = self.shuffle and self.shift and self.n >= 2 * self.batch_size
+        offset = int(rng.integers(self.batch_size)) if shifted else 0
         bounds = [0] + list(range(offset or self.batch_size, self.n, self.batch_size)) + [self.n]
         ranges = [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
         if self.drop_last:
             ranges = [(a, b) for a, b in ranges if b - a == self.batch_size]
         if self.shuffle:
             ranges = [ranges[i] for i in rng.permutation(len(ranges))]
+        if self.drop_last and shifted:
+            # the same number of batches every epoch (the fewest any offset gives), so that a training
+            # step maps to one (epoch, batch) whatever the epoch's offset
+            ranges = ranges[: (self.n - self.batch_size + 1) // self.batch_size]
         if self.world_size > 1:
             per_rank = len(ranges) // self.world_size
             ranges = ranges[self.rank :: self.world_size][:per_rank]

@@ -240,7 +240,7 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
     nets.to(device)
     batches = BlockDataset(ds.path, fields=("images",), batch_size=cfg.batch_size)
     sampler = BlockSampler(len(ds), batch_size=cfg.batch_size, seed=seed, drop_last=True)
-    per_epoch = len(sampler)
+    per_epoch = len(sampler)  # the same every epoch, at least 1 (checked above)
     ranges: list = []
     sample_z = torch.randn(16, net.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
 
