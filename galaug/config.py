@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import types
 import typing
@@ -61,7 +62,8 @@ def convert(value: Any, tp: Any, key: str) -> Any:
                 return convert(value, arg, key)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(f"config key {key!r} expects {_type_name(tp)}, got {value!r}")
+        finite = [e for e in errors if "expects a finite number" in e]  # nan or inf: say that, not the union
+        raise ConfigError(finite[0] if finite else f"config key {key!r} expects {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         for choice in args:
             if value == choice or (isinstance(value, str) and str(choice) == value):
@@ -98,14 +100,18 @@ def convert(value: Any, tp: Any, key: str) -> Any:
                 pass
         raise ConfigError(f"config key {key!r} expects an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value.strip())
+                number = float(value.strip())
             except ValueError:
                 pass
-        raise ConfigError(f"config key {key!r} expects a number, got {value!r}")
+        if number is not None and math.isfinite(number):
+            return number
+        raise ConfigError(f"config key {key!r} expects a {'finite ' if number is not None else ''}number, "
+                          f"got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value
@@ -186,6 +192,8 @@ def resolve_config(cls: type, *, file: str | Path | None = None, sets: typing.It
             raise ConfigError(f"config file {str(path)!r} does not exist") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: nested too deeply") from None
         values = _merge(values, _apply(cls, data, f" in {path}"))
     if overrides:
         values = _merge(values, _apply(cls, overrides, ""))

@@ -45,8 +45,8 @@ def parse_gen(value: str | int | float, *, n_real: int, n_gen: int | None) -> in
     text = str(value).strip()
     if m := _MULTIPLE.match(text):
         factor = float(m.group(1))
-        if factor <= 0:
-            raise GalaugError(f"--gen {text}: the multiple must be positive")
+        if not 0 < factor < 1e12:
+            raise GalaugError(f"--gen {text}: the multiple must be a positive number")
         k = round(factor * n_real)
     elif text.lower().endswith("x"):
         raise GalaugError(f"--gen {text!r}: a multiple looks like 5x or 0.5x")

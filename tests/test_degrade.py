@@ -409,7 +409,7 @@ def test_third_party_degradations_are_found_by_their_bare_name(galaug_plugins):
     ("psf:moffat(beta=3)", ["psf:moffat: fwhm is required at column 1"]),
     ("psf:gaussian()", ["give exactly one of sigma or fwhm (pixels) at column 1"]),
     ("psf:gaussian(sigma=1, fwhm=2)", ["give exactly one of sigma or fwhm"]),
-    ("psf:gaussian(sigma=nan)", ["sigma must be a finite number, got nan at column 20"]),
+    ("psf:gaussian(sigma=nan)", ["'sigma' expects a finite number, got 'nan' at column 20"]),
     ("psf:gaussian(sigma=big)", ["config key 'sigma' expects", "got 'big' at column 20"]),
     ("resample(scale=2, keep_size=maybe)", ["config key 'keep_size' expects true or false", "at column 29"]),
     ("resample(scale=0.01)", ["scale must be >= 0.0625, got 0.01 at column 16"]),

@@ -92,16 +92,14 @@ def test_any_spec_parses_or_raises_one_line_config_error(spec):
     assert parse(pipeline.spec).spec == pipeline.spec
 
 
-@pytest.mark.xfail(strict=True, reason="an integer literal of more than 4300 digits escapes parse_pipeline as a "
-                                       "plain ValueError (int() digit limit), not a ConfigError")
 def test_integer_literal_beyond_pythons_digit_limit_is_a_config_error():
     with pytest.raises(ConfigError, match="column 20"):
         parse("psf:gaussian(sigma=" + "9" * 5000 + ")")
 
 
 # valid pipelines: every value is kept, whatever the spelling
-_POS = st.floats(min_value=1e-300, max_value=1e300)
-_NONNEG = st.floats(min_value=0, max_value=1e300)
+_POS = st.floats(min_value=1e-15, max_value=1e14)  # inside the documented range of degradation parameters
+_NONNEG = st.one_of(st.just(0.0), _POS)
 
 
 def _per_band(values):
@@ -113,7 +111,7 @@ def _valid_steps(pos, nonneg, gain):
         st.tuples(st.just("psf-gaussian"), st.fixed_dictionaries({"sigma": _per_band(pos)})),
         st.tuples(st.just("psf-gaussian"), st.fixed_dictionaries({"fwhm": _per_band(pos)})),
         st.tuples(st.just("psf-moffat"), st.fixed_dictionaries({
-            "beta": _per_band(st.floats(min_value=1, max_value=1e300, exclude_min=True)), "fwhm": _per_band(pos)})),
+            "beta": _per_band(st.floats(min_value=1, max_value=1e14, exclude_min=True)), "fwhm": _per_band(pos)})),
         st.tuples(st.just("noise-gaussian"), st.fixed_dictionaries({"std": _per_band(nonneg)})),
         st.tuples(st.just("noise-poisson"), st.fixed_dictionaries({}, optional={"gain": _per_band(gain)})),
         st.tuples(st.just("noise-ccd"), st.fixed_dictionaries(
@@ -167,8 +165,7 @@ def _plain(value) -> str:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(_valid_steps(st.floats(min_value=1e-30, max_value=1e30), st.floats(min_value=0, max_value=1e30),
-                             st.floats(min_value=1e-3, max_value=1e6)), min_size=1, max_size=3))
+@given(st.lists(_valid_steps(_POS, _NONNEG, st.floats(min_value=1e-3, max_value=1e6)), min_size=1, max_size=3))
 def test_a_parsed_pipeline_degrades_or_raises_config_error(steps):
     """Values well inside float32's range: the pipeline fits the images, or a ConfigError says why."""
     pipeline = parse("|".join(f"{n}({', '.join(f'{k}={_plain(v)}' for k, v in d.items())})" for n, d in steps))
@@ -180,11 +177,10 @@ def test_a_parsed_pipeline_degrades_or_raises_config_error(steps):
     assert tuple(out.shape[1:]) == shape
 
 
-@pytest.mark.xfail(strict=True, reason="noise values outside float32 range (gain, std, sky_level) pass the parser, then give a RuntimeError "
-                                       "from torch.poisson or NaN/Inf images when applied")
 @pytest.mark.parametrize("spec", ["noise:poisson(gain=1e39)", "noise:ccd(gain=1e39)", "noise:poisson(gain=1e-300)",
                                   "noise:ccd(gain=1e-300)", "noise:gaussian(std=1e39)", "noise:ccd(sky_level=1e39)"])
 def test_noise_values_float32_cannot_hold_are_refused_or_harmless(spec):
+    """Refused by the parser (parameters are 0 or 1e-15 to 1e15 in size), or finite images."""
     try:
         pipeline = parse(spec)
     except ConfigError:
@@ -204,8 +200,6 @@ def test_cli_degrade_with_hostile_specs_is_one_line_and_writes_nothing(galaug_pl
     assert files_under(tmp_path) == before
 
 
-@pytest.mark.xfail(strict=True, reason="galaug degrade crashes with a traceback (RuntimeError from torch.poisson) "
-                                       "on noise:poisson(gain=1e39) and (ValueError) on a 5000-digit integer")
 @pytest.mark.parametrize("spec", ["noise:poisson(gain=1e39)", "psf:gaussian(sigma=" + "9" * 5000 + ")"])
 def test_cli_degrade_bugs_are_user_errors(galaug_plugins, make_dataset, tmp_path, spec):
     ds = make_dataset(3)
@@ -261,8 +255,6 @@ def test_valid_ratios_resolve_as_documented(n, percent, multiple):
     assert parse_gen(f" {multiple!r} X ", n_real=n, n_gen=None) == round(multiple * n)
 
 
-@pytest.mark.xfail(strict=True, reason="an infinite percentage or multiple ('inf%', '1e400%', 400 nines + 'x') "
-                                       "escapes resolve_count/parse_gen as OverflowError")
 @pytest.mark.parametrize("text", ["inf%", "1e400%", "9" * 400 + "x"])
 def test_infinite_ratios_are_galaug_errors(text):
     with pytest.raises(GalaugError):
@@ -287,8 +279,6 @@ def test_cli_mix_hostile_ratios_are_one_line_and_write_nothing(galaug_plugins, t
     assert files_under(tmp_path) == before
 
 
-@pytest.mark.xfail(strict=True, reason="galaug mix --real inf% / --gen 1e400% / galaug split --val inf% end in an "
-                                       "OverflowError traceback")
 @pytest.mark.parametrize("args", [["mix", "{out}", "--real-data", "{real}", "--real", "inf%"],
                                   ["mix", "{out}", "--real-data", "{real}", "--gen-data", "{gen}", "--gen", "1e400%"],
                                   ["split", "{real}", "--val", "inf%"]])
@@ -395,8 +385,6 @@ def test_random_sets_on_builtin_plugin_configs_resolve_or_raise_config_error(con
         pass
 
 
-@pytest.mark.xfail(strict=True, reason="--set accepts nan/inf for float fields; galaug simulate sersic then ends in "
-                                       "a ValueError/ZeroDivisionError traceback")
 @pytest.mark.parametrize("item", ["pixel_scale=nan", "pixel_scale=inf", "psf_fwhm=nan"])
 def test_cli_nan_and_inf_config_values_are_user_errors(galaug_plugins, tmp_path, item):
     res = galaug_plugins.invoke("simulate", "sersic", tmp_path / "s.zarr", "-n", "2", "--set", item)
@@ -445,8 +433,6 @@ def test_any_config_file_resolves_or_raises_config_error(toml_dir, content):
     assert isinstance(cfg, Every)
 
 
-@pytest.mark.xfail(strict=True, reason="a TOML file nested deeper than Python's recursion limit escapes "
-                                       "resolve_config as RecursionError (tomllib), not ConfigError")
 def test_deeply_nested_config_file_is_a_config_error(tmp_path):
     (tmp_path / "deep.toml").write_text("count = " + "[" * 100_000)
     with pytest.raises(ConfigError, match="not valid TOML"):

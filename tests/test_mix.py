@@ -33,7 +33,7 @@ def test_gen_forms(text, expected):
     assert parse_gen(text, n_real=40, n_gen=300) == expected
 
 
-@pytest.mark.parametrize("text, message", [("5y", r"must be a multiple of the real set \(5x\)"), ("0x", "must be positive"),
+@pytest.mark.parametrize("text, message", [("5y", r"must be a multiple of the real set \(5x\)"), ("0x", "must be a positive number"),
                                            ("-0.1", "between 0 and 1"), ("4x", "asks for 160 generated images"),
                                            ("200", "more generated images than the 120"), ("abc", "got 'abc'")])
 def test_bad_gen_forms(text, message):

@@ -22,7 +22,10 @@ def resolve_count(value: float | int | str, n: int, *, what: str) -> int:
     text = str(value).strip()
     try:
         if text.endswith("%"):
-            k = round(float(text[:-1]) / 100 * n)
+            percent = float(text[:-1])
+            if not 0 <= percent <= 100:
+                raise GalaugError(f"{what} percentage must be between 0% and 100%, got {text}")
+            k = round(percent / 100 * n)
         elif any(c in text for c in ".eE") or float(text) < 1:
             frac = float(text)
             if not 0 <= frac <= 1:
@@ -30,7 +33,7 @@ def resolve_count(value: float | int | str, n: int, *, what: str) -> int:
             k = round(frac * n)
         else:
             k = int(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: round(inf)
         raise GalaugError(f"{what} must be a fraction (0.2), a percentage (20%) or a count (300), got {text!r}") from None
     if not 0 <= k <= n:
         raise GalaugError(f"{what} asks for {k} of {n} samples")

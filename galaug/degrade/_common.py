@@ -10,6 +10,10 @@ from galaug.errors import ConfigError
 __all__ = ["check_number", "check_per_band", "per_band", "check_images"]
 
 
+#: the smallest and largest non-zero magnitudes a degradation parameter may have
+_MAGNITUDE = (1e-15, 1e15)
+
+
 def check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = True,
                  required: bool = True) -> float | None:
     """``value`` as a finite float above ``minimum`` (or at least it, unless ``strict``).
@@ -29,6 +33,9 @@ def check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = 
     if value < minimum or (strict and value == minimum):
         relation = ">" if strict else ">="
         raise ValueError(f"{name} must be {relation} {minimum:g}, got {value:g}")
+    if value != 0 and not _MAGNITUDE[0] <= abs(value) <= _MAGNITUDE[1]:
+        # images are float32: products of such values (sky x gain, x / gain) would overflow or vanish
+        raise ValueError(f"{name} must be 0 or between {_MAGNITUDE[0]:g} and {_MAGNITUDE[1]:g} in size, got {value:g}")
     return value
 
 

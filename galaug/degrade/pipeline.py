@@ -195,9 +195,11 @@ class _Parser:
         if text.lower() in ("true", "false"):
             return text.lower() == "true"
         if _INTEGER.fullmatch(text):
-            number = int(text)
-            if not -_INT64 <= number < _INT64:
-                raise self.error(f"integer {text} is out of range", token.column)
+            digits = len(text.lstrip("+-").lstrip("0"))
+            number = int(text) if digits <= 19 else None  # int() refuses thousands of digits
+            if number is None or not -_INT64 <= number < _INT64:
+                raise self.error(f"integer {_printable(text[:24])}{'...' if len(text) > 24 else ''} is out of range",
+                                 token.column)
             return number
         if _NUMBER.fullmatch(text):
             return float(text)
