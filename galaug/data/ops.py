@@ -108,15 +108,27 @@ def export_fits(path: str | Path, out_dir: str | Path, *, limit: int | None = No
         scale = src.meta.get("pixel_scale")
         history = [json.dumps(e, sort_keys=True) for e in src.provenance]
         bar = progress(total=n, desc="export")
+        common = fits.Header()
+        try:  # names a FITS header cannot hold (non-ASCII, control characters, '=' in a key) fail here
+            common["NBANDS"] = (len(src.bands), "number of bands (axis 3)")
+            for i, band in enumerate(src.bands, 1):
+                common[f"BAND{i}"] = (band, f"band of plane {i}")
+            if src.flux_unit:
+                common["BUNIT"] = src.flux_unit
+            for name in src.param_names:
+                probe = fits.Header()
+                probe[f"HIERARCH GALAUG PARAM {name}"] = 0.0
+                fits.Card.fromstring(probe.cards[0].image).verify("exception")
+                if fits.Card.fromstring(probe.cards[0].image).keyword != f"GALAUG PARAM {name}":
+                    raise ValueError(f"parameter name {name!r} does not survive as a FITS keyword")
+            common.tostring()
+        except (ValueError, fits.VerifyError) as exc:
+            raise GalaugError(f"{src.path}: its band or parameter names cannot be written to a FITS header "
+                              f"({str(exc).splitlines()[0]})") from None
         for start, block in src.iter_blocks():
             for k in range(min(len(block["images"]), n - start)):
                 row = start + k
-                hdr = fits.Header()
-                hdr["NBANDS"] = (len(src.bands), "number of bands (axis 3)")
-                for i, band in enumerate(src.bands, 1):
-                    hdr[f"BAND{i}"] = (band, f"band of plane {i}")
-                if src.flux_unit:
-                    hdr["BUNIT"] = src.flux_unit
+                hdr = common.copy()
                 if scale:
                     hdr["PIXSCALE"] = (scale["value"], f"pixel scale [{scale['unit']}]")
                     hdr["PIXUNIT"] = (scale["unit"], "unit of PIXSCALE")

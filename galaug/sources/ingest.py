@@ -494,7 +494,7 @@ def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
         raise GalaugError("--fit resize needs --size")
     if batch_size < 1:
         raise GalaugError(f"batch_size must be positive, got {batch_size}")
-    if not (math.isfinite(fill_value) and abs(fill_value) <= np.finfo(np.float32).max):
+    if not (math.isfinite(fill_value) and abs(fill_value) <= float(np.finfo(np.float32).max)):
         raise GalaugError(f"--fill-value must be a finite 32-bit float, got {fill_value}")
     user_bands = _user_bands(bands)
     try:

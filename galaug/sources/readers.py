@@ -231,7 +231,8 @@ class FitsReader(Reader):
                 # checked below, with a message that says what is wrong
                 warnings.filterwarnings("ignore", message="File may have been truncated",
                                         category=AstropyUserWarning)
-                with fits.open(path, memmap=not gzipped, lazy_load_hdus=True) as hdul:
+                # the file is ours to close: astropy leaves it open when it fails inside fits.open
+                with open(path, "rb") as fh, fits.open(fh, memmap=not gzipped, lazy_load_hdus=True) as hdul:
                     hdus = [h for h in hdul if h.is_image and math.prod(_fits_axes(h.header) or [0]) > 0]
                     if not hdus:
                         raise ValueError("no image data (only empty or table HDUs)")
