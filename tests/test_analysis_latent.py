@@ -142,6 +142,7 @@ def test_latent_structure_finds_the_planted_ordering(cli, sersic_data, tmp_path)
     report = json.loads((out / "report.json").read_text())
     r = report["results"]
     assert r["psf_fwhm_arcsec"] == FWHM and r["noise_std"] == NOISE  # read from the training data's provenance
+    assert r["psf"] == "Gaussian PSF of the training data"
     assert r["fits"]["n_fitted"] >= 70
     assert 0.7 < r["fits"]["chi2_reduced_median"] < 1.5
     params = r["parameters"]
@@ -168,6 +169,7 @@ def test_latent_structure_in_z_space_and_with_a_given_control(cli, sersic_data, 
     assert result.exit_code == 0, result.output
     r = json.loads((out / "report.json").read_text())["results"]
     assert r["space"] == "z" and r["psf_fwhm_arcsec"] == FWHM  # from the control data's provenance
+    assert r["psf"] == "Gaussian PSF of the control data"
     assert r["parameters"]["flux"]["spearman_rho"] > 0.85
     assert r["control"]["data"] == str(sersic_data.path)
     result = cli.invoke("analyze", "latent-structure", str(run), "-o", str(tmp_path / "border"), "--set", "control=0",

@@ -198,14 +198,15 @@ def rank_correlation(a: np.ndarray, b: np.ndarray, kind: str = "spearman") -> fl
     return float((spearmanr if kind == "spearman" else kendalltau)(a, b).statistic)
 
 
-def _psf_and_noise(config: LatentStructureConfig, geometry: dict[str, Any]) -> tuple[float, float | None, str]:
-    """PSF FWHM (arcsec), noise for chi-square, and a note on where they came from."""
+def _psf_and_noise(config: LatentStructureConfig, geometry: dict[str, Any],
+                   where: str) -> tuple[float, float | None, str]:
+    """PSF FWHM (arcsec), noise for chi-square, and a note on where they came from (``where``)."""
     if config.psf_fwhm is not None:
         fwhm, note = config.psf_fwhm, "psf_fwhm from the config"
     elif geometry.get("psf") == "gaussian":
-        fwhm, note = float(geometry["psf_fwhm"]), "Gaussian PSF of the training data"
+        fwhm, note = float(geometry["psf_fwhm"]), f"Gaussian PSF of {where}"
     elif geometry.get("psf") == "moffat":
-        fwhm, note = float(geometry["psf_fwhm"]), "Moffat PSF of the training data fitted as a Gaussian of its FWHM"
+        fwhm, note = float(geometry["psf_fwhm"]), f"Moffat PSF of {where} fitted as a Gaussian of its FWHM"
     else:
         why = ("it has no PSF" if geometry.get("psf") == "none"
                else "it is not available or was not simulated by the sersic source")
@@ -242,7 +243,10 @@ class LatentStructure(Analysis):
         train_ds = training_data(inputs[0])
         control_ds = open_dataset(inputs[1]) if len(inputs) == 2 else train_ds
         # the PSF and noise the generator learned: its training data's, else those of the control images
-        fwhm, noise, psf_note = _psf_and_noise(cfg, sersic_geometry(train_ds) or sersic_geometry(control_ds))
+        geometry, where = sersic_geometry(train_ds), "the training data"
+        if not geometry:
+            geometry, where = sersic_geometry(control_ds), "the control data"
+        fwhm, noise, psf_note = _psf_and_noise(cfg, geometry, where)
         band = band_index(model.layout.bands, cfg.band)
         scale = model.layout.pixel_scale
 
