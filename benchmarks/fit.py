@@ -60,6 +60,7 @@ from astropy.modeling.models import Sersic2D
 
 from galaug._progress import progress
 from galaug.fitting import fit_sersic, render_sersic
+from galaug.fitting.sersic import _converged as converged  # galaug's rule, applied to the baseline too
 from galaug.sources.sersic import Sersic, SersicConfig, draw_sersic
 
 PSF_FWHM = 1.0  # arcsec, the source's default
@@ -138,16 +139,6 @@ def to_variables(params: np.ndarray, scale: float) -> np.ndarray:
     eta = -math.log(q)
     return np.array([x / scale, y / scale, math.log(r_half / scale), math.log(n), eta * math.cos(2 * beta),
                      eta * math.sin(2 * beta), math.log(flux)])
-
-
-def converged(res: scipy.optimize.OptimizeResult, *, decrement: float = 1e-3) -> bool:
-    """galaug's rule: gtol reached, or a precision-loss stop with g^T H^-1 g / 2 below ``decrement``."""
-    if res.success:
-        return True
-    if res.status != 2 or not np.isfinite(res.fun):
-        return False
-    g = np.asarray(res.jac, dtype=np.float64)
-    return bool(0.5 * g @ np.asarray(res.hess_inv) @ g < decrement)
 
 
 def fit_baseline(images: np.ndarray, init: np.ndarray, *, noise_std: float, render: AstropySersic) -> dict:

@@ -18,7 +18,7 @@ from typing import Any, Literal, Union
 
 from galaug.errors import ConfigError
 
-__all__ = ["resolve_config", "parse_set", "config_to_dict", "config_to_toml", "convert"]
+__all__ = ["resolve_config", "parse_set", "config_to_dict", "config_to_toml", "convert", "read_toml"]
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -171,6 +171,21 @@ def _build(cls: type, kwargs: dict[str, Any]) -> Any:
         raise ConfigError(f"invalid config: {exc}") from None
 
 
+def read_toml(path: str | Path, *, what: str) -> dict[str, Any]:
+    """The TOML file at ``path``; a :class:`ConfigError` that names ``what`` and the path if it cannot be."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {str(path)!r} cannot be read ({exc.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {str(path)!r} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {str(path)!r} is not valid TOML: nested too deeply") from None
+
+
 def resolve_config(cls: type, *, file: str | Path | None = None, sets: typing.Iterable[str] = (),
                    overrides: dict[str, Any] | None = None) -> Any:
     """Build an instance of dataclass ``cls`` from defaults, a TOML file and ``--set`` items.
@@ -186,14 +201,7 @@ def resolve_config(cls: type, *, file: str | Path | None = None, sets: typing.It
     values: dict[str, Any] = {}
     if file is not None:
         path = Path(file)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {str(path)!r} does not exist") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
-        except RecursionError:
-            raise ConfigError(f"config file {str(path)!r} is not valid TOML: nested too deeply") from None
+        data = read_toml(path, what="config file")
         values = _merge(values, _apply(cls, data, f" in {path}"))
     if overrides:
         values = _merge(values, _apply(cls, overrides, ""))

@@ -28,13 +28,12 @@ import dataclasses
 import json
 import math
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from galaug.config import resolve_config
+from galaug.config import read_toml, resolve_config
 from galaug.errors import ConfigError, GalaugError
 
 __all__ = ["Arm", "ExperimentConfig", "DEFAULT_ARMS", "load_experiment", "run_experiment", "summarise"]
@@ -82,12 +81,7 @@ class ExperimentConfig:
 def load_experiment(path: str | Path) -> tuple[ExperimentConfig, tuple[Arm, ...], dict[str, Any]]:
     """Read and check an experiment file: (config, arms, task config overrides)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"experiment file {str(path)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"experiment file {str(path)!r} is not valid TOML: {exc}") from None
+    data = read_toml(path, what="experiment file")
     arms_data = data.pop("arms", None)
     task_config = data.pop("task_config", {})
     config = resolve_config(ExperimentConfig, overrides=data)

@@ -32,10 +32,10 @@ from __future__ import annotations
 import base64
 import html
 import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from galaug.config import read_toml
 from galaug.errors import ConfigError
 
 __all__ = ["build_report", "render_report", "markdown_to_html"]
@@ -156,12 +156,7 @@ def build_report(manifest: str | Path, out: str | Path, *, overwrite: bool = Fal
     from galaug.data.writer import check_output, commit_path, temporary_sibling
 
     manifest = Path(manifest)
-    try:
-        spec = tomllib.loads(manifest.read_text())
-    except OSError:
-        raise ConfigError(f"report manifest {str(manifest)!r} cannot be read") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"report manifest {str(manifest)!r} is not valid TOML: {exc}") from None
+    spec = read_toml(manifest, what="report manifest")
     page = render_report(spec, manifest.parent)
     out = check_output(out, overwrite=overwrite, what="file")
     tmp = temporary_sibling(out)

@@ -14,6 +14,19 @@ def _quiet_progress(monkeypatch):
     monkeypatch.setenv("GALAUG_PROGRESS", "0")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module: small batches gain nothing from a second thread, and two shared
+    cores contended by another job make two threads several times slower. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def galaxy_images(n: int, *, bands: int = 3, size: int = 16, seed: int = 0) -> np.ndarray:
     """Elliptical exponential blobs with noise: cheap, deterministic, float and multi-band."""
     rng = np.random.default_rng(seed)

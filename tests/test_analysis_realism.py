@@ -17,6 +17,8 @@ from galaug.sources.sersic import Sersic, SersicConfig
 from galaug.sources.simulate import simulate
 from galaug_analyses.realism import STATISTICS, bulge_statistic, power_spectrum, scaled_distance
 
+from test_cli import assert_user_error
+
 N = 6
 SECTIONS = ("band", "degrade", "noise_std", "sets", "n", "morphology", "power_spectrum", "colours", "pixels",
             "summary", "table", "figures")
@@ -47,16 +49,6 @@ def analyze(cli, out, *inputs, sets=()):
     result = cli.invoke("analyze", "realism", *inputs, "-o", out, *[a for s in sets for a in ("--set", s)])
     assert result.exit_code == 0, result.output
     return json.loads((out / "report.json").read_text())
-
-
-def assert_user_error(result, *fragments):
-    """Exit status 2, one line on stderr that says what is wrong, no traceback."""
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 def distances(results):

@@ -26,13 +26,7 @@ TINY = dict(width=8, blocks=1, batch_size=16, epochs=2, lr=3e-3)
 TINY_SETS = [x for k, v in TINY.items() for x in ("--set", f"{k}={v}")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two shared cores: one intra-op thread is several times faster than two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_dataset(path, images, *, clean=None):

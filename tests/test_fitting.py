@@ -7,7 +7,6 @@ import math
 import astropy.units as u
 import numpy as np
 import pytest
-import torch
 
 from galaug.fitting import FitResult, fit_sersic, render_sersic
 from galaug.sources.sersic import Sersic, SersicConfig, draw_sersic
@@ -39,13 +38,7 @@ def assert_recovered(fit: FitResult, truth: np.ndarray, *, xy: float, r_half: fl
     assert ((p[:, 5] >= 0) & (p[:, 5] < np.pi)).all()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small batches gain nothing from a second thread, and lose 5-10x when another job holds the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

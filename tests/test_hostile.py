@@ -439,6 +439,19 @@ def test_deeply_nested_config_file_is_a_config_error(tmp_path):
         resolve_config(Every, file=tmp_path / "deep.toml")
 
 
+def test_every_toml_file_galaug_reads_refuses_deep_nesting(tmp_path):
+    """Experiment files and report manifests go through the same reader as config files."""
+    from galaug.experiment import load_experiment
+    from galaug.report import build_report
+
+    (tmp_path / "deep.toml").write_text("task = " + "[" * 100_000)
+    with pytest.raises(ConfigError, match="experiment file .* not valid TOML: nested too deeply"):
+        load_experiment(tmp_path / "deep.toml")
+    with pytest.raises(ConfigError, match="report manifest .* not valid TOML: nested too deeply"):
+        build_report(tmp_path / "deep.toml", tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
+
+
 @pytest.mark.parametrize("content", [b"\xff\xfe garbage", b"band_axis = ", b"band_axis = 'sideways'",
                                      b"[band_axis]\nx = 1", b"band_axes = 'first'", b"\x00" * 100, b""])
 def test_cli_hostile_config_files_are_one_line(galaug_plugins, tmp_path, content):
