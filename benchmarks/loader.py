@@ -39,6 +39,17 @@ class PerSample(torch.utils.data.Dataset):
         return torch.from_numpy(self.ds.read(i, i + 1, fields=["images"])["images"][0])
 
 
+def write_random(path: Path, *, n: int, bands: int, size: int, seed: int = 0) -> float:
+    """Write ``n`` standard-normal float32 images (incompressible: the most bytes per image); return seconds."""
+    rng = np.random.default_rng(seed)
+    t = time.perf_counter()
+    with galaug.create_dataset(path, bands=[f"b{i}" for i in range(bands)], image_size=size,
+                               provenance=galaug.make_entry("bench")) as w:
+        for s in range(0, n, 256):
+            w.append(rng.normal(size=(min(256, n - s), bands, size, size)).astype(np.float32))
+    return time.perf_counter() - t
+
+
 def rate(loader, n_images: int) -> float:
     t = time.perf_counter()
     seen = 0
@@ -58,14 +69,8 @@ def main() -> None:
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.zarr"
-        rng = np.random.default_rng(0)
-        t = time.perf_counter()
-        with galaug.create_dataset(path, bands=[f"b{i}" for i in range(a.bands)], image_size=a.size,
-                                   provenance=galaug.make_entry("bench")) as w:
-            for s in range(0, a.n, 256):
-                w.append(rng.normal(size=(min(256, a.n - s), a.bands, a.size, a.size)).astype(np.float32))
+        dt = write_random(path, n=a.n, bands=a.bands, size=a.size)
         mb = a.n * a.bands * a.size * a.size * 4 / 2**20
-        dt = time.perf_counter() - t
         print(f"dataset: {a.n} x {a.bands}x{a.size}x{a.size} float32 ({mb:.0f} MB), "
               f"chunk {galaug.open_dataset(path).chunk_rows} rows")
         print(f"write                      {a.n / dt:9.0f} img/s  {mb / dt:7.1f} MB/s")

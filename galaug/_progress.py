@@ -12,6 +12,8 @@ __all__ = ["progress"]
 
 
 def _enabled() -> bool:
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 shows progress
+        return False
     forced = os.environ.get("GALAUG_PROGRESS", "").strip().lower()
     if forced in ("0", "false", "no", "off"):
         return False

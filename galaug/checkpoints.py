@@ -10,15 +10,37 @@ warning and the previous one used.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import warnings
 from pathlib import Path
 from typing import Any
 
+from galaug import _faults
 from galaug.errors import GalaugError
 
-__all__ = ["CheckpointStore"]
+__all__ = ["CheckpointStore", "trim_metrics"]
+
+
+def trim_metrics(path: Path, key: str, last: int) -> None:
+    """Keep the JSON lines of ``path`` whose ``key`` is at most ``last``, atomically.
+
+    On resume, the lines logged after the checkpoint are dropped (they are
+    logged again); a line cut off by a kill, or one without ``key``, goes too.
+    A kill during the trim leaves the old file whole.
+    """
+    path = Path(path)
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)[key] <= last:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
 
 
 class CheckpointStore:
@@ -48,12 +70,19 @@ class CheckpointStore:
     def _write(self, path: Path, state: dict[str, Any]) -> Path:
         import torch
 
+        from galaug.data.writer import _pid_alive
+
         path.parent.mkdir(exist_ok=True)
+        for stale in path.parent.glob(".*.pt.tmp-*"):  # left by a writer that was killed
+            pid = stale.name.rpartition(".tmp-")[2]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                stale.unlink(missing_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         with open(tmp, "wb") as f:
             torch.save({"format": self.format, **state}, f)
             f.flush()
             os.fsync(f.fileno())
+        _faults.point("checkpoint.write")
         os.replace(tmp, path)
         return path
 

@@ -72,7 +72,7 @@ def convert(value: Any, tp: Any, key: str) -> Any:
     if origin in (tuple, list):
         if isinstance(value, str):
             text = value.strip().removeprefix("[").removesuffix("]").removeprefix("(").removesuffix(")")
-            value = [v.strip() for v in text.split(",") if v.strip()]
+            value = [_unquote(v.strip()) for v in text.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key {key!r} expects a list, got {value!r}")
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
@@ -123,6 +123,13 @@ def convert(value: Any, tp: Any, key: str) -> Any:
     if tp is Any:
         return value
     raise ConfigError(f"config key {key!r} has a type galaug cannot parse: {_type_name(tp)}")
+
+
+def _unquote(text: str) -> str:
+    """``'g'`` or ``"g"`` to ``g``: list items written as in TOML (``--set 'bands=["g", "r"]'``)."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
 
 
 def parse_set(item: str) -> tuple[str, str]:

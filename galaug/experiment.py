@@ -219,7 +219,7 @@ def summarise(out: Path, arms: tuple[Arm, ...], seeds, *, metric: str) -> dict[s
                                                       "n": len(values)}
     result = {"metric": chosen, "test_sets": test_sets, "table": table, "rows": rows}
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"| arm | " + " | ".join(test_sets) + " |", "|---" * (len(test_sets) + 1) + "|"]
+    lines = ["| arm | " + " | ".join(test_sets) + " |", "|---" * (len(test_sets) + 1) + "|"]
     for arm_name, cells in table.items():
         lines.append(f"| {arm_name} | " + " | ".join(
             f"{cells[ts]['mean']:.4g} ± {cells[ts]['std']:.2g} (n={cells[ts]['n']})" if ts in cells else "-"

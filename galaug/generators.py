@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from galaug._progress import progress
-from galaug.data import Dataset, create_dataset, make_entry, open_dataset
+from galaug.data import Dataset, make_entry, open_dataset
+from galaug.distributed import sharded_writer
 from galaug.errors import GalaugError
 
 __all__ = ["new_run_dir", "read_options", "write_options", "load_generator", "generate", "OPTIONS"]
@@ -115,14 +116,14 @@ def generate(run_dir: str | Path, out: str | Path, n: int, *, seed: int = 0, tru
                        plugin_version=options.get("plugin_version"), seed=seed,
                        config={"truncation": truncation, "n": n}, run=str(run_dir), checkpoint_step=model.step,
                        parents=[options["data_id"]] if options.get("data_id") else [])
-    writer = create_dataset(out, bands=layout.bands, image_size=layout.image_size, pixel_scale=layout.pixel_scale,
-                            flux_unit=layout.flux_unit, latent_dim=model.w_dim, z_dim=model.z_dim,
-                            provenance=entry, parents=parents, overwrite=overwrite)
-    with writer, progress(total=n, desc="generate") as bar:
-        for start in range(0, n, batch_size):
-            rows = range(start, min(start + batch_size, n))
+    with sharded_writer(out, n, bands=layout.bands, image_size=layout.image_size, pixel_scale=layout.pixel_scale,
+                        flux_unit=layout.flux_unit, latent_dim=model.w_dim, z_dim=model.z_dim, provenance=entry,
+                        parents=parents, overwrite=overwrite) as (writer, lo, hi), \
+            progress(total=hi - lo, desc="generate") as bar:
+        for start in range(lo, hi, batch_size):
+            rows = range(start, min(start + batch_size, hi))
             out_ = model.sample(rows=rows, seed=seed, truncation=truncation)
             writer.append(out_["images"].float().cpu().numpy(), origin=1, index=np.asarray(rows),
                           latents=out_["w"].float().cpu().numpy(), z=out_["z"].float().cpu().numpy())
             bar.update(len(rows))
-    return open_dataset(writer.path)
+    return open_dataset(out)

@@ -22,7 +22,7 @@ from typing import Any
 import pluggy
 
 from galaug import hookspecs
-from galaug.errors import GalaugError
+from galaug.errors import GalaugError, PluginError
 from galaug.registry import Registrar, Registry
 
 __all__ = [
@@ -71,8 +71,23 @@ def _env_autoload() -> bool:
     return os.environ.get(AUTOLOAD_ENV, "").strip().lower() in _FALSE
 
 
+#: What a plugin's code may raise while galaug loads it, each recorded as the plugin being broken. SystemExit
+#: too: a plugin calling sys.exit() must not end galaug. KeyboardInterrupt still stops everything.
+_PLUGIN_FAILURES = (Exception, SystemExit)
+_HOOKS = tuple(n for n in hookspecs.__all__ if n.startswith("galaug_"))
+
+
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    text = " ".join(str(exc).split())  # one line: a reason is a cell of `galaug plugins`
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class PluginManager:
@@ -122,13 +137,13 @@ class PluginManager:
             return plugin
         try:
             plugin.obj = load()
-        except Exception as exc:
+        except _PLUGIN_FAILURES as exc:
             return self._broken(plugin, f"import failed: {_describe(exc)}")
         return self.register(plugin.obj, name=name, distribution=distribution, version=version)
 
     def _broken(self, plugin: Plugin, reason: str) -> Plugin:
         plugin.status, plugin.reason = "broken", reason
-        self.registry.remove_plugin(plugin.name)
+        self.registry.remove_plugin(plugin.name, broken=True)
         if plugin.obj is not None and self.pm.is_registered(plugin.obj):
             self.pm.unregister(plugin.obj)
         return plugin
@@ -148,17 +163,24 @@ class PluginManager:
         except Exception as exc:  # pluggy validation: bad signature, dup registration
             plugin.obj = None
             return self._broken(plugin, _describe(exc))
-        unknown = [c.name for c in self.pm.get_hookcallers(obj) or [] if not c.has_spec()]
+        callers = self.pm.get_hookcallers(obj) or []
+        unknown = [c.name for c in callers if not c.has_spec()]
         if unknown:
             return self._broken(plugin, f"unknown hook {', '.join(sorted(unknown))} (see galaug.hookspecs)")
+        if not callers:
+            return self._broken(plugin, f"provides no galaug hook ({', '.join(_HOOKS)}); "
+                                        f"the entry point should name a module (got {_short(obj)})")
         registrar = _FilteredRegistrar(self.registry, plugin=name, distribution=distribution,
                                        version=version, blocked=self.blocked)
-        for impl in self.pm.hook.galaug_register.get_hookimpls():
-            if impl.plugin is obj:
-                try:
-                    impl.function(register=registrar)
-                except Exception as exc:
-                    return self._broken(plugin, f"galaug_register failed: {_describe(exc)}")
+        try:
+            for impl in self.pm.hook.galaug_register.get_hookimpls():
+                if impl.plugin is obj:
+                    try:
+                        impl.function(register=registrar)
+                    except _PLUGIN_FAILURES as exc:
+                        return self._broken(plugin, f"galaug_register failed: {_describe(exc)}")
+        finally:
+            registrar.close()  # a registrar kept for later cannot register outside this isolation
         return plugin
 
     # -- queries ---------------------------------------------------------------
@@ -170,7 +192,14 @@ class PluginManager:
             guard = _GuardedGroup(cli, plugin.name)
             try:
                 impl.function(cli=guard)
-            except Exception as exc:
+                # what reached the group other than through add_command (cli.commands[...] = ...)
+                changed = sorted(n for n, c in before.items() if cli.commands.get(n) is not c)
+                if changed:
+                    raise PluginError(f"changed existing command(s) {', '.join(changed)}")
+                for cmd_name, cmd in cli.commands.items():
+                    if cmd_name not in before:
+                        _check_command(cmd, cmd_name)
+            except _PLUGIN_FAILURES as exc:
                 cli.commands.clear()
                 cli.commands.update(before)
                 self._broken(plugin, f"galaug_cli failed: {_describe(exc)}")
@@ -189,29 +218,48 @@ class _FilteredRegistrar(Registrar):
 
     def _add(self, kind, target, name, summary) -> None:
         key = name if name is not None else getattr(target, "name", None)
-        if key in self._blocked or f"{kind}:{key}" in self._blocked:
+        if isinstance(key, str) and (key in self._blocked or f"{kind}:{key}" in self._blocked):
             return
         super()._add(kind, target, name, summary)
 
 
+def _check_command(cmd: Any, name: Any) -> None:
+    """A command a plugin adds must be a click command under a plain name, or it breaks ``galaug --help``."""
+    import click
+
+    if not isinstance(cmd, click.Command):
+        raise PluginError(f"add_command needs a click.Command, got {_short(cmd)}")
+    if not (isinstance(name, str) and name and name.isprintable() and " " not in name):
+        raise PluginError(f"command name {_short(name)} is not a word")
+
+
 class _GuardedGroup:
-    """Wraps the root group so a plugin cannot replace an existing command."""
+    """Wraps the root group so a plugin can add commands, and cannot replace one or add garbage."""
 
     def __init__(self, group, plugin: str) -> None:
         self._group = group
         self._plugin = plugin
 
     def add_command(self, cmd, name: str | None = None) -> None:
-        name = name or cmd.name
+        name = name or getattr(cmd, "name", None)
+        _check_command(cmd, name)
         if name in self._group.commands:
             raise GalaugError(f"command {name!r} already exists")
         self._group.add_command(cmd, name)
 
     def command(self, *args, **kwargs):
-        def decorator(f):
-            import click
+        import click
 
-            cmd = click.command(*args, **kwargs)(f)
+        return self._decorator(click.command, args, kwargs)
+
+    def group(self, *args, **kwargs):
+        import click
+
+        return self._decorator(click.group, args, kwargs)
+
+    def _decorator(self, make, args, kwargs):
+        def decorator(f):
+            cmd = make(*args, **kwargs)(f)
             self.add_command(cmd)
             return cmd
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import re
 from typing import Any
@@ -58,12 +59,22 @@ def check_component(kind: str, cls: Any, *, name: str | None = None) -> type[Com
             f"{cls.__name__}.name {cls.name!r} is not a valid name "
             "(lowercase letters, digits and single dashes, starting with a letter)"
         )
-    if not dataclasses.is_dataclass(cls.Config):
+    if not (isinstance(cls.Config, type) and dataclasses.is_dataclass(cls.Config)):
         raise PluginError(f"{cls.__name__}.Config must be a dataclass")
+    if not isinstance(getattr(cls, "version", ""), str):
+        raise PluginError(f"{cls.__name__}.version must be a string, got {cls.version!r}")
     for f in dataclasses.fields(cls.Config):
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise PluginError(f"{cls.__name__}.Config.{f.name} has no default")
     return cls
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    """Top-level module -> distributions; reading every installed package's metadata takes seconds."""
+    import importlib.metadata
+
+    return importlib.metadata.packages_distributions()
 
 
 def component_version(cls: type) -> str | None:
@@ -73,7 +84,7 @@ def component_version(cls: type) -> str | None:
     import importlib.metadata
 
     top = cls.__module__.split(".", 1)[0]
-    for dist in importlib.metadata.packages_distributions().get(top, []):
+    for dist in _distributions().get(top, []):
         try:
             return importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -90,6 +101,8 @@ class Registry:
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], Entry] = {}
+        #: Plugins marked broken: their components are gone, and an unknown name mentions them.
+        self.broken_plugins: list[str] = []
 
     def add(self, entry: Entry) -> None:
         key = (entry.kind, entry.name)
@@ -101,10 +114,12 @@ class Registry:
             )
         self._entries[key] = entry
 
-    def remove_plugin(self, plugin: str) -> None:
-        """Forget every component registered by ``plugin``."""
+    def remove_plugin(self, plugin: str, *, broken: bool = False) -> None:
+        """Forget every component registered by ``plugin`` (``broken``: remember it failed)."""
         for key in [k for k, e in self._entries.items() if e.plugin == plugin]:
             del self._entries[key]
+        if broken and plugin not in self.broken_plugins:
+            self.broken_plugins.append(plugin)
 
     def entries(self, kind: str | None = None) -> list[Entry]:
         return sorted(
@@ -121,7 +136,9 @@ class Registry:
             return self._entries[(kind, name)]
         except KeyError:
             known = ", ".join(self.names(kind)) or "none installed"
-            raise PluginError(f"unknown {kind} plugin {name!r} (available: {known})") from None
+            broken = (f"; broken plugins, which may provide it: {', '.join(self.broken_plugins)} "
+                      "(see galaug plugins)") if self.broken_plugins else ""
+            raise PluginError(f"unknown {kind} plugin {name!r} (available: {known}){broken}") from None
 
     def load(self, entry: Entry) -> type[Component]:
         """Import a lazy entry; record and raise the reason if that fails."""
@@ -135,7 +152,7 @@ class Registry:
             for part in attr.split("."):
                 obj = getattr(obj, part)
             cls = check_component(entry.kind, obj, name=entry.name)
-        except Exception as exc:  # any failure of third-party code
+        except (Exception, SystemExit) as exc:  # any failure of third-party code, sys.exit() included
             entry.error = f"{type(exc).__name__}: {exc}"
             raise PluginError(f"{entry.kind} plugin {entry.name!r} is broken: {entry.error}") from exc
         entry.target = cls
@@ -162,12 +179,23 @@ class Registrar:
         self._plugin = plugin
         self._distribution = distribution
         self._version = version
+        self._closed = False
+
+    def close(self) -> None:
+        """End registration: the registrar is valid only while ``galaug_register`` runs."""
+        self._closed = True
 
     def _add(self, kind: str, target: Any, name: str | None, summary: str) -> None:
+        if self._closed:
+            raise PluginError(f"plugin {self._plugin!r} registered a {kind} after galaug_register returned; "
+                              "register components inside the hook")
+        if not isinstance(summary, str):
+            raise PluginError(f"summary of {kind} {name or getattr(target, 'name', target)!r} must be a string, "
+                              f"got {type(summary).__name__}")
         if isinstance(target, str):
             if ":" not in target:
                 raise PluginError(f"lazy {kind} target {target!r} must look like 'module:Class'")
-            if name is None or not _NAME.match(name):
+            if not isinstance(name, str) or not _NAME.match(name):
                 raise PluginError(f"lazy {kind} {target!r} needs a valid name= (got {name!r})")
             entry = Entry(kind, name, target, self._plugin, self._distribution, self._version, summary)
         else:

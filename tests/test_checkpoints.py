@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from galaug import GalaugError
-from galaug.checkpoints import CheckpointStore
+from galaug.checkpoints import CheckpointStore, trim_metrics
 
 
 def test_keeps_the_newest_and_falls_back_past_a_truncated_one(tmp_path):
@@ -39,3 +39,11 @@ def test_foreign_format_and_pickled_code_are_refused(tmp_path):
         store.load()
     with pytest.raises(GalaugError, match="has no checkpoints yet"):
         CheckpointStore(tmp_path / "empty", format="t/1").load()
+
+
+def test_trim_metrics_keeps_the_lines_up_to_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n{"step": 3, "loss": 0.3}\n{"step": 4, "lo')
+    trim_metrics(path, "step", 2)  # resumed from the step-2 checkpoint; step 4 was cut off by a kill
+    assert path.read_text() == '{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]

@@ -43,6 +43,11 @@ def test_set_converts_each_type():
     assert resolve_config(Cfg, sets=["psi=none"]).psi is None
 
 
+@pytest.mark.parametrize("item", ['bands=["g", "i"]', "bands=['g','i']", "bands=g, i", "bands=(g,i)"])
+def test_set_list_written_as_toml_or_plain(item):
+    assert resolve_config(Cfg, sets=[item]).bands == ("g", "i")
+
+
 @pytest.mark.parametrize("item, message", [
     ("stepz=3", "unknown config key 'stepz'.*did you mean 'steps'"),
     ("optim.lrr=3", "unknown config key 'optim.lrr'"),

@@ -6,7 +6,6 @@ import csv
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -46,7 +45,7 @@ class MeanImage(Task):
 def setup(galaug_plugins, make_dataset, tmp_path):
     galaug_plugins.plugin(galaug_register=lambda register: register.task(MeanImage))
     real = make_dataset(40, name="real.zarr", seed=0)
-    val = make_dataset(20, name="val.zarr", seed=1)
+    make_dataset(20, name="val.zarr", seed=1)
     with galaug.create_dataset(tmp_path / "gen.zarr", bands=real.bands, image_size=16,
                                provenance=galaug.make_entry("generate")) as w:
         w.append(galaxy_images(200, seed=5) * 3, origin=1)  # generated images 3x too bright: a bad generator

@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 import pytest
 
-from galaug import PluginError, hookimpl
-from galaug.kinds import Analysis, Generator, Source
+from galaug import PluginError
+from galaug.kinds import Generator, Source
 from galaug.pluginmanager import PluginManager
 
 ROOT = Path(__file__).resolve().parents[1]

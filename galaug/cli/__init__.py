@@ -15,9 +15,14 @@ class GalaugGroup(click.Group):
     """A click group that turns :class:`galaug.errors.GalaugError` into one line and exit status 2."""
 
     def invoke(self, ctx: click.Context):
+        from galaug import distributed
+
         try:
+            distributed.init()  # under torchrun (or --nproc): join the process group
             return super().invoke(ctx)
         except GalaugError as exc:
+            if getattr(exc, "quiet", False):  # another rank of this torchrun job reports it
+                raise click.exceptions.Exit(2) from None
             exc_ = click.ClickException(str(exc))
             exc_.exit_code = 2
             raise exc_ from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from galaug.cli.options import overwrite_option, seed_option
+from galaug.cli.options import echo, nproc_option, overwrite_option, seed_option
 
 __all__ = ["degrade_cmd"]
 
@@ -20,6 +20,7 @@ __all__ = ["degrade_cmd"]
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where to compute: auto is cuda if available, else cpu.")
 @overwrite_option
+@nproc_option
 def degrade_cmd(input: str, output: str, spec: str, seed: int, batch_size: int, device: str,
                 overwrite: bool) -> None:
     """Degrade the images of INPUT with a pipeline of PSFs, noise and resampling; write OUTPUT.
@@ -34,4 +35,4 @@ def degrade_cmd(input: str, output: str, spec: str, seed: int, batch_size: int, 
     registry = click.get_current_context().find_root().obj.registry
     ds = degrade_dataset(input, output, spec, seed=seed, batch_size=batch_size, device=device,
                          overwrite=overwrite, registry=registry)
-    click.echo(f"wrote {ds.path} ({len(ds)} samples): {ds.provenance[-1]['config']['pipeline']}")
+    echo(f"wrote {ds.path} ({len(ds)} samples): {ds.provenance[-1]['config']['pipeline']}")

@@ -6,7 +6,7 @@ import dataclasses
 
 import click
 
-from galaug.cli.options import config_options, overwrite_option, seed_option
+from galaug.cli.options import config_options, echo, nproc_option, overwrite_option, seed_option
 from galaug.errors import GalaugError
 
 __all__ = ["simulate_cmd"]
@@ -25,6 +25,7 @@ __all__ = ["simulate_cmd"]
 @config_options
 @seed_option
 @overwrite_option
+@nproc_option
 def simulate_cmd(name: str, output: str, count: int, size: int | None, batch_size: int, workers: int,
                  config_file: str | None, sets: tuple[str, ...], seed: int, overwrite: bool) -> None:
     """Draw -n images with simulator NAME (sersic, bulgedisk, ...) into OUTPUT.
@@ -50,7 +51,7 @@ def simulate_cmd(name: str, output: str, count: int, size: int | None, batch_siz
     config = resolve_config(cls.Config, file=config_file, sets=sets, overrides=overrides)
     ds = simulate(cls(config), output, count, seed=seed, batch_size=batch_size, workers=workers, overwrite=overwrite)
     c, h, w = ds.image_shape
-    click.echo(f"wrote {ds.path}: {len(ds)} images, {c} x {h} x {w} ({', '.join(ds.bands)}), seed {seed}")
+    echo(f"wrote {ds.path}: {len(ds)} images, {c} x {h} x {w} ({', '.join(ds.bands)}), seed {seed}")
 
 
 def _is_sim(manager, name: str) -> bool:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from galaug.cli.options import config_options, overwrite_option, seed_option
+from galaug.cli.options import config_options, echo, nproc_option, overwrite_option, seed_option
+from galaug.distributed import is_main, on_main
 from galaug.errors import GalaugError
 
 __all__ = ["task_group"]
@@ -41,13 +42,14 @@ def _check_spec(spec: str | None) -> None:
 @_device_option
 @config_options
 @seed_option
+@nproc_option
 def task_train_cmd(name: str, data: str, degrade: str | None, run_dir: str, resume: str | None, dry_run: bool,
                    device: str, config_file: str | None, sets: tuple[str, ...], seed: int) -> None:
     """Train task NAME on dataset DATA (a real set or a mix), degrading inputs on the fly."""
     from galaug.config import config_to_dict, resolve_config
     from galaug.data import open_dataset
     from galaug.data.provenance import current_command
-    from galaug.generators import _device, new_run_dir, read_options, write_options
+    from galaug.generators import _device, read_options
     from galaug.registry import component_version
 
     manager = click.get_current_context().find_root().obj
@@ -72,17 +74,20 @@ def task_train_cmd(name: str, data: str, degrade: str | None, run_dir: str, resu
     if dry_run:
         click.echo(json.dumps({**options, "device": _device(device)}, indent=2))
         return
-    run = Path(resume) if resume else new_run_dir(run_dir, generator=name, data=data)
-    if not resume:
-        write_options(run, options)
-    click.echo(f"run directory: {run}")
+    if resume:
+        run = Path(resume)
+    else:
+        from galaug.cli.generator import _new_run
+
+        run = on_main(_new_run, run_dir, name, data, options)
+    echo(f"run directory: {run}")
     try:
         cls(config).train(ds.path, run, degrade=degrade, device=_device(device), seed=seed, resume=bool(resume))
     except GalaugError:
-        if not resume and not any(p.suffix == ".pt" for p in run.rglob("*")):
+        if is_main() and not resume and not any(p.suffix == ".pt" for p in run.rglob("*")):
             shutil.rmtree(run, ignore_errors=True)
         raise
-    click.echo(f"done: {run}")
+    echo(f"done: {run}")
 
 
 @task_group.command("eval")

@@ -21,6 +21,9 @@ DTYPES = {
     "clean": "float32",
 }
 DEFAULT_CHUNK_BYTES = 2 * 2**20
+#: Attribute key: true when every chunk of every member is stored (none left implicit as fill value),
+#: so that readers can treat a missing chunk file as damage.
+EVERY_CHUNK_STORED = "every_chunk_stored"
 
 
 def pixel_scale_attr(value: Any) -> dict[str, Any] | None:

@@ -51,9 +51,12 @@ class Dataset:
         self.path = path
         self._group = group
         self.meta = meta
+        # opened once: without consolidated metadata each lookup in the group reads a zarr.json
+        self._arrays: dict[str, zarr.Array] = {
+            m: group[m] for m in fmt.REQUIRED + fmt.OPTIONAL if m in fmt.REQUIRED or _declared(meta, m)}
         self.id: str = meta["id"]
         self.bands: tuple[str, ...] = tuple(meta["bands"])
-        images = group["images"]
+        images = self._arrays["images"]
         self.image_shape: tuple[int, int, int] = tuple(images.shape[1:])  # type: ignore[assignment]
         self.chunk_rows: int = int(images.chunks[0])
         self.pixel_scale = fmt.pixel_scale_quantity(meta.get("pixel_scale"))
@@ -68,6 +71,8 @@ class Dataset:
         self.clean_shape: tuple[int, int, int] | None = tuple(clean) if clean else None  # type: ignore[assignment]
         self.provenance: list[dict[str, Any]] = list(meta.get("provenance", []))
         self._n = int(images.shape[0])
+        #: Every chunk of every member is stored (written by this galaug), so a missing chunk file is damage.
+        self.every_chunk_stored: bool = meta.get(fmt.EVERY_CHUNK_STORED) is True
 
     def __len__(self) -> int:
         return self._n
@@ -78,26 +83,84 @@ class Dataset:
     @property
     def fields(self) -> tuple[str, ...]:
         """The members present: images, origin, index, and params/latents if stored."""
-        return fmt.REQUIRED + tuple(m for m in fmt.OPTIONAL if m in self._group)
+        return tuple(self._arrays)
 
     def array(self, name: str) -> zarr.Array:
         """The Zarr array of member ``name``."""
         if name not in self.fields:
             raise DatasetError(f"{self.path}: has no member {name!r} (members: {', '.join(self.fields)})")
-        return self._group[name]  # type: ignore[return-value]
+        return self._arrays[name]
 
     def read(self, start: int = 0, stop: int | None = None, *,
              fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Rows ``start:stop`` of each field (all fields by default), in one read per field."""
-        stop = self._n if stop is None else min(stop, self._n)
-        return {f: self.array(f)[start:stop] for f in (fields or self.fields)}
+        """Rows ``start:stop`` of each field (all fields by default), in one read per field.
 
-    def iter_blocks(self, *, rows: int | None = None,
-                    fields: Sequence[str] | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        """Yield ``(start, arrays)`` over consecutive blocks of ``rows`` (a chunk by default)."""
+        Raises
+        ------
+        DatasetError
+            Naming the member and chunk file when a chunk is missing (Zarr
+            would return its fill value) or cannot be decoded (truncated,
+            altered: the zstd checksum does not match).
+        """
+        stop = self._n if stop is None else min(stop, self._n)
+        out = {}
+        for f in fields or self.fields:
+            arr = self.array(f)
+            if stop > start:
+                self._require_chunks(f, start // self.chunk_rows, (stop - 1) // self.chunk_rows)
+            try:
+                out[f] = arr[start:stop]
+            except MemoryError:
+                raise
+            except Exception as exc:  # zstd, codec and shape errors of a damaged chunk
+                raise self._damaged(f, start, stop, exc) from None
+        return out
+
+    def _chunk_key(self, name: str, i: int) -> str:
+        arr = self._arrays[name]
+        return f"{name}/" + arr.metadata.encode_chunk_key((i,) + (0,) * (arr.ndim - 1))
+
+    def _require_chunks(self, name: str, first: int, last: int) -> None:
+        """One stat per chunk: a missing chunk file is an error, not rows of fill value."""
+        if not self.every_chunk_stored:
+            return  # written before galaug stored every chunk: an all-zero chunk may be absent on purpose
+        for i in range(first, last + 1):
+            key = self._chunk_key(name, i)
+            if not (self.path / key).is_file():
+                rows = f"{i * self.chunk_rows}-{min((i + 1) * self.chunk_rows, self._n) - 1}"
+                raise DatasetError(f"{self.path}: member {name!r} is damaged: chunk file {key} "
+                                   f"(rows {rows}) is missing")
+
+    def _damaged(self, name: str, start: int, stop: int, exc: Exception) -> DatasetError:
+        """The error of a read that failed, naming the first chunk that cannot be decoded."""
+        arr = self._arrays[name]
+        for i in range(start // self.chunk_rows, (stop - 1) // self.chunk_rows + 1):
+            lo, hi = i * self.chunk_rows, min((i + 1) * self.chunk_rows, self._n)
+            try:
+                arr[lo:hi]
+            except Exception as chunk_exc:
+                return DatasetError(f"{self.path}: member {name!r} is damaged: chunk file {self._chunk_key(name, i)} "
+                                    f"(rows {lo}-{hi - 1}) cannot be decoded ({_one_line(chunk_exc)})")
+        return DatasetError(f"{self.path}: member {name!r} rows {start}-{stop - 1} cannot be read ({_one_line(exc)})")
+
+    def verify_chunks(self) -> None:
+        """Check that the chunk file of every chunk of every member exists (one stat each).
+
+        Reads check the chunks they touch; this checks them all, without
+        decoding any. Raises :class:`DatasetError` naming the first missing one.
+        """
+        if self._n:
+            for name in self.fields:
+                self._require_chunks(name, 0, (self._n - 1) // self.chunk_rows)
+
+    def iter_blocks(self, *, rows: int | None = None, fields: Sequence[str] | None = None, start: int = 0,
+                    stop: int | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """Yield ``(first row, arrays)`` over consecutive blocks of ``rows`` (a chunk by default) of rows
+        ``start`` to ``stop`` (all by default)."""
         rows = rows or self.chunk_rows
-        for start in range(0, self._n, rows):
-            yield start, self.read(start, start + rows, fields=fields)
+        stop = self._n if stop is None else min(stop, self._n)
+        for first in range(start, stop, rows):
+            yield first, self.read(first, min(first + rows, stop), fields=fields)
 
     def origin_counts(self) -> dict[str, int]:
         """Number of samples by origin name."""
@@ -107,7 +170,8 @@ class Dataset:
         return {name: int(c) for name, c in zip(self.origin_names, counts)}
 
     def summary(self) -> dict[str, Any]:
-        """What ``galaug info`` shows, as a JSON-serialisable dict."""
+        """What ``galaug info`` shows, as a JSON-serialisable dict; every chunk file is checked first."""
+        self.verify_chunks()
         return {
             "path": str(self.path),
             "id": self.id,
@@ -126,21 +190,131 @@ class Dataset:
         }
 
 
+def _declared(meta: dict[str, Any], member: str) -> bool:
+    """Whether the attributes declare optional ``member`` (its names or width)."""
+    key = {"params": "params", "latents": "latent_dim", "z": "z_dim", "clean": "clean_shape"}[member]
+    return bool(meta.get(key))
+
+
 def _fail(path: Path, why: str) -> DatasetError:
     return DatasetError(f"{path}: {why}")
 
 
-def _check_member(path: Path, group: zarr.Group, name: str, shape: tuple, dtype: str) -> None:
-    if name not in group:
-        raise _fail(path, f"missing member {name!r}")
-    arr = group[name]
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+def _check_attributes(path: Path, meta: dict[str, Any]) -> None:
+    """Every ``galaug`` attribute has the type the format says; name the first that does not."""
+    def bad(key: str, expected: str) -> DatasetError:
+        return _fail(path, f"attribute {fmt.ATTR}.{key} is {_short(meta[key])}, expected {expected}")
+
+    if not (isinstance(meta["id"], str) and meta["id"]):
+        raise bad("id", "a non-empty string")
+    if not _is_int(meta["n"], 0):
+        raise bad("n", "a count (an integer >= 0)")
+    bands = meta["bands"]
+    if not (_is_names(bands) and bands and len(set(bands)) == len(bands)):
+        raise bad("bands", "a list of distinct band names")
+    if "origin_names" in meta and not (_is_names(meta["origin_names"]) and meta["origin_names"]):
+        raise bad("origin_names", "a list of names")
+    if meta.get("pixel_scale") is not None:
+        try:
+            fmt.pixel_scale_attr(meta["pixel_scale"])
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise bad("pixel_scale", '{"value": 0.2, "unit": "arcsec"} or null') from None
+    if meta.get("flux_unit") is not None:
+        try:
+            fmt.flux_unit_attr(meta["flux_unit"])
+        except (ValueError, TypeError):
+            raise bad("flux_unit", "a unit astropy understands, or null") from None
+    params = meta.get("params")
+    if params is not None and not (isinstance(params, dict) and _is_names(params.get("names"))
+                                   and isinstance(params.get("units"), list)
+                                   and all(isinstance(u, str) for u in params["units"])
+                                   and len(params["units"]) == len(params["names"])):
+        raise bad("params", '{"names": [...], "units": [...]} of equal length, or null')
+    for key in ("latent_dim", "z_dim"):
+        if meta.get(key) is not None and not _is_int(meta[key], 0):
+            raise bad(key, "a width (an integer) or null")
+    clean = meta.get("clean_shape")
+    if clean is not None and not (isinstance(clean, list) and len(clean) == 3 and all(_is_int(v, 1) for v in clean)):
+        raise bad("clean_shape", "[C, H, W] or null")
+    if "provenance" in meta and not (isinstance(meta["provenance"], list)
+                                     and all(isinstance(e, dict) for e in meta["provenance"])):
+        raise bad("provenance", "a list of steps")
+
+
+def _check_consolidated(path: Path, meta_json: dict[str, Any]) -> None:
+    """Each member's ``zarr.json`` is readable and says what the consolidated copy in the root says.
+
+    Damage to either copy (a wrong shape, dtype, codec or byte order) would
+    otherwise make one of them read wrong data without any error.
+    """
+    consolidated = meta_json.get("consolidated_metadata")
+    if consolidated is None:
+        return
+    members = consolidated.get("metadata") if isinstance(consolidated, dict) else None
+    if not isinstance(members, dict):
+        raise _fail(path, "zarr.json has unreadable consolidated metadata")
+    for name, expected in members.items():
+        file = path / name / "zarr.json"
+        try:
+            actual = json.loads(file.read_bytes())
+        except FileNotFoundError:
+            raise _fail(path, f"member {name!r} is damaged: {name}/zarr.json is missing") from None
+        except (OSError, ValueError) as exc:
+            raise _fail(path, f"member {name!r} is damaged: {name}/zarr.json is unreadable ({_one_line(exc)})") from None
+        if actual != expected:
+            keys = sorted(k for k in set(actual) | set(expected) if actual.get(k) != expected.get(k)) \
+                if isinstance(actual, dict) and isinstance(expected, dict) else []
+            raise _fail(path, f"member {name!r} is damaged: {name}/zarr.json and the consolidated metadata "
+                              f"in zarr.json disagree" + (f" on {', '.join(keys)}" if keys else ""))
+
+
+def _member(path: Path, group: zarr.Group, name: str) -> zarr.Array | None:
+    """The array ``name`` of ``group``, None if absent; unreadable metadata is an error naming it."""
+    try:
+        arr = group[name]
+    except KeyError:
+        return None
+    except Exception as exc:  # zarr raises several types for broken metadata
+        raise _fail(path, f"member {name!r} is damaged: {name}/zarr.json is unreadable ({_one_line(exc)})") from None
     if not isinstance(arr, zarr.Array):
         raise _fail(path, f"member {name!r} is a group, expected an array")
+    return arr
+
+
+def _check_member(path: Path, group: zarr.Group, name: str, shape: tuple, dtype: str, chunk_rows: int) -> None:
+    arr = _member(path, group, name)
+    if arr is None:
+        raise _fail(path, f"missing member {name!r}")
     if str(arr.dtype) != dtype:
         raise _fail(path, f"member {name!r} has dtype {arr.dtype}, expected {dtype}")
     if tuple(arr.shape) != shape:
         expected = "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
         raise _fail(path, f"member {name!r} has shape {tuple(arr.shape)}, expected {expected}")
+    try:
+        chunks = tuple(arr.chunks)
+    except Exception as exc:  # not a regular chunk grid
+        raise _fail(path, f"member {name!r} has an unsupported chunk grid ({_one_line(exc)})") from None
+    if chunks != (chunk_rows, *shape[1:]):
+        raise _fail(path, f"member {name!r} has chunks {chunks}, expected {chunk_rows} rows of whole samples "
+                          f"(the chunk rows of 'images')")
 
 
 def open_dataset(path: str | Path) -> Dataset:
@@ -150,7 +324,9 @@ def open_dataset(path: str | Path) -> Dataset:
     ------
     DatasetError
         Saying exactly what is wrong: no such path, not a Zarr store, not a
-        galaug dataset, a missing member, a wrong shape or dtype.
+        galaug dataset, an attribute of the wrong type, a missing member, a
+        wrong shape, dtype or chunking, or member metadata that is
+        unreadable or disagrees with the consolidated copy.
     """
     path = Path(path)
     if not path.exists():
@@ -158,12 +334,13 @@ def open_dataset(path: str | Path) -> Dataset:
     if not path.is_dir() or not (path / "zarr.json").is_file():
         raise _fail(path, "not a galaug dataset (expected a Zarr v3 group directory with zarr.json)")
     try:
-        meta_json = json.loads((path / "zarr.json").read_text())
+        meta_json = json.loads((path / "zarr.json").read_bytes())
     except (OSError, ValueError) as exc:
-        raise _fail(path, f"unreadable zarr.json ({exc})") from None
-    if meta_json.get("zarr_format") != 3 or meta_json.get("node_type") != "group":
+        raise _fail(path, f"unreadable zarr.json ({_one_line(exc)})") from None
+    if not isinstance(meta_json, dict) or meta_json.get("zarr_format") != 3 or meta_json.get("node_type") != "group":
         raise _fail(path, "not a galaug dataset (zarr.json does not describe a Zarr v3 group)")
-    meta = meta_json.get("attributes", {}).get(fmt.ATTR)
+    attributes = meta_json.get("attributes", {})
+    meta = attributes.get(fmt.ATTR) if isinstance(attributes, dict) else None
     if not isinstance(meta, dict):
         raise _fail(path, f"not a galaug dataset (no {fmt.ATTR!r} attributes; written by another tool?)")
     version = meta.get("format_version")
@@ -172,42 +349,56 @@ def open_dataset(path: str | Path) -> Dataset:
     for key in ("id", "bands", "n"):
         if key not in meta:
             raise _fail(path, f"attribute {fmt.ATTR}.{key} is missing")
+    _check_attributes(path, meta)
+    _check_consolidated(path, meta_json)
     try:
-        group = zarr.open_group(store=str(path), mode="r")
+        # each member's own zarr.json, checked above against the consolidated copy
+        group = zarr.open_group(store=str(path), mode="r", use_consolidated=False)
     except Exception as exc:  # zarr raises several types for broken metadata
-        raise _fail(path, f"cannot open as a Zarr group ({type(exc).__name__}: {exc})") from None
+        raise _fail(path, f"cannot open as a Zarr group ({_one_line(exc)})") from None
     n = int(meta["n"])
-    if "images" not in group:
+    images = _member(path, group, "images")
+    if images is None:
         raise _fail(path, "missing member 'images'")
-    images = group["images"]
-    if not isinstance(images, zarr.Array) or images.ndim != 4:
-        raise _fail(path, f"member 'images' must be a 4-d array (N, C, H, W), got shape {getattr(images, 'shape', None)}")
+    if images.ndim != 4:
+        raise _fail(path, f"member 'images' must be a 4-d array (N, C, H, W), got shape {images.shape}")
     c, h, w = images.shape[1:]
     if len(meta["bands"]) != c:
         raise _fail(path, f"attribute bands lists {len(meta['bands'])} bands but images have {c} channels")
-    _check_member(path, group, "images", (n, c, h, w), fmt.DTYPES["images"])
-    _check_member(path, group, "origin", (n,), fmt.DTYPES["origin"])
-    _check_member(path, group, "index", (n,), fmt.DTYPES["index"])
+    try:
+        chunk_rows = int(images.chunks[0])
+    except Exception as exc:
+        raise _fail(path, f"member 'images' has an unsupported chunk grid ({_one_line(exc)})") from None
+
+    def check(name: str, shape: tuple) -> None:
+        _check_member(path, group, name, shape, fmt.DTYPES[name], chunk_rows)
+
+    def present(name: str) -> bool:
+        return _member(path, group, name) is not None
+
+    check("images", (n, c, h, w))
+    check("origin", (n,))
+    check("index", (n,))
     params = meta.get("params")
     if params:
-        _check_member(path, group, "params", (n, len(params["names"])), fmt.DTYPES["params"])
-    elif "params" in group:
+        check("params", (n, len(params["names"])))
+    elif present("params"):
         raise _fail(path, "member 'params' exists but attribute params (names, units) is missing")
     latent_dim = meta.get("latent_dim")
     if latent_dim:
-        _check_member(path, group, "latents", (n, int(latent_dim)), fmt.DTYPES["latents"])
-    elif "latents" in group:
+        check("latents", (n, int(latent_dim)))
+    elif present("latents"):
         raise _fail(path, "member 'latents' exists but attribute latent_dim is missing")
     z_dim = meta.get("z_dim")
     if z_dim:
-        _check_member(path, group, "z", (n, int(z_dim)), fmt.DTYPES["z"])
-    elif "z" in group:
+        check("z", (n, int(z_dim)))
+    elif present("z"):
         raise _fail(path, "member 'z' exists but attribute z_dim is missing")
     clean_shape = meta.get("clean_shape")
     if clean_shape:
-        if len(clean_shape) != 3 or clean_shape[0] != c:
+        if clean_shape[0] != c:
             raise _fail(path, f"attribute clean_shape {clean_shape} must be [C, H, W] with C = {c}")
-        _check_member(path, group, "clean", (n, *clean_shape), fmt.DTYPES["clean"])
-    elif "clean" in group:
+        check("clean", (n, *clean_shape))
+    elif present("clean"):
         raise _fail(path, "member 'clean' exists but attribute clean_shape is missing")
     return Dataset(path, group, meta)

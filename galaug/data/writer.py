@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import shutil
+import sys
 import uuid
 import warnings
 from collections.abc import Iterable, Sequence
@@ -13,14 +16,16 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.codecs import ZstdCodec
 
+from galaug import _faults
 from galaug.data import _format as fmt
 from galaug.data.dataset import Dataset, open_dataset
 from galaug.errors import DatasetError
 
 _UNSET: Any = object()
 
-__all__ = ["DatasetWriter", "create_dataset", "check_output", "temporary_sibling", "commit_path"]
+__all__ = ["DatasetWriter", "ShardWriter", "create_dataset", "check_output", "temporary_sibling", "commit_path"]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -33,15 +38,27 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _clean_stale(final: Path) -> None:
-    """Remove temporaries of ``final`` left by writers that were killed."""
-    prefix = f".{final.name}.tmp-"
+    """Tidy what killed writers of ``final`` left: their temporaries are removed, and a previous
+    output they had moved aside is put back if ``final`` is missing (else removed)."""
     with contextlib.suppress(OSError):
-        for p in final.parent.iterdir():
-            if p.name.startswith(prefix):
-                pid = p.name[len(prefix):].split("-", 1)[0]
-                if pid.isdigit() and not _pid_alive(int(pid)):
-                    shutil.rmtree(p, ignore_errors=True)
+        for p in sorted(final.parent.iterdir()):
+            for kind in ("tmp", "old"):
+                prefix = f".{final.name}.{kind}-"
+                if p.name.startswith(prefix):
+                    pid = p.name[len(prefix):].split("-", 1)[0]
+                    if pid.isdigit() and not _pid_alive(int(pid)):
+                        if kind == "old" and not (final.exists() or final.is_symlink()):
+                            os.rename(p, final)
+                        else:
+                            _remove(p)
 
 
 def temporary_sibling(final: Path) -> Path:
@@ -57,6 +74,7 @@ def check_output(path: str | Path, *, overwrite: bool, what: str = "dataset") ->
         raise DatasetError(f"{path}: not a valid output name")
     if not path.parent.is_dir():
         raise DatasetError(f"{path}: parent folder {str(path.parent)!r} does not exist")
+    _clean_stale(path)  # a writer killed while replacing ``path`` may have left the old one aside
     if path.exists() or path.is_symlink():
         if not overwrite:
             raise DatasetError(f"{path}: output exists (use --overwrite to replace it)")
@@ -70,25 +88,53 @@ def check_output(path: str | Path, *, overwrite: bool, what: str = "dataset") ->
     return path
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where that is not supported."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if sys.platform == "linux" else None
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # this kernel or file system cannot
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def commit_path(tmp: Path, final: Path, *, overwrite: bool) -> None:
-    """Rename ``tmp`` to ``final``; with ``overwrite`` the old one is removed only afterwards."""
+    """Rename ``tmp`` to ``final``; with ``overwrite`` the old one is removed only afterwards.
+
+    Replacing swaps the two atomically where the system can (Linux), so
+    ``final`` is at every moment the complete old or the complete new output.
+    Elsewhere the old one is moved aside first; if the process dies before
+    the new one is in place, the next writer of ``final`` puts it back.
+    """
     old = None
-    if final.exists() or final.is_symlink():
-        if not overwrite:
-            raise DatasetError(f"{final}: output appeared while writing (another process?); left untouched")
-        old = final.parent / f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        os.rename(final, old)
     try:
-        os.rename(tmp, final)
-    except OSError as exc:
-        if old is not None:
-            os.rename(old, final)
-        raise DatasetError(f"{final}: could not move the finished output into place ({exc})") from None
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
+        if final.exists() or final.is_symlink():
+            if not overwrite:
+                raise DatasetError(f"{final}: output appeared while writing (another process?); left untouched")
+            _faults.point("dataset.rename")
+            if _exchange(tmp, final):
+                old = tmp  # now holds the previous output
+            else:
+                old = final.parent / f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                os.rename(final, old)
+                _faults.point("dataset.aside")
+                try:
+                    os.rename(tmp, final)
+                except OSError:
+                    os.rename(old, final)
+                    raise
         else:
-            old.unlink()
+            _faults.point("dataset.rename")
+            os.rename(tmp, final)
+    except OSError as exc:
+        raise DatasetError(f"{final}: could not move the finished output into place ({exc})") from None
+    _faults.point("dataset.renamed")
+    if old is not None:
+        _remove(old)
 
 
 class DatasetWriter:
@@ -176,6 +222,7 @@ class DatasetWriter:
             "z_dim": None if z_dim is None else int(z_dim),
             "clean_shape": None,
             "provenance": chain,
+            fmt.EVERY_CHUNK_STORED: True,
         }
         if clean_size is not None:
             ch, cw = (clean_size, clean_size) if isinstance(clean_size, int) else tuple(clean_size)
@@ -186,7 +233,12 @@ class DatasetWriter:
         self._buffered = 0
         self._closed = False
         self.tmp = temporary_sibling(self.path)
-        self._group = zarr.open_group(store=str(self.tmp), mode="w-", zarr_format=3)
+        try:
+            self._group = zarr.open_group(store=str(self.tmp), mode="w-", zarr_format=3)
+        except OSError as exc:
+            self.abort()
+            raise self._write_error(exc) from None
+        _faults.point("dataset.start")
         self._arrays: dict[str, zarr.Array] = {}
         tail = {"images": self.image_shape, "origin": (), "index": ()}
         if param_names is not None:
@@ -197,10 +249,17 @@ class DatasetWriter:
             tail["z"] = (int(z_dim),)
         if self._meta["clean_shape"] is not None:
             tail["clean"] = tuple(self._meta["clean_shape"])
-        for name, rest in tail.items():
-            self._arrays[name] = self._group.create_array(
-                name, shape=(0, *rest), chunks=(self.chunk_rows, *rest), dtype=fmt.DTYPES[name]
-            )
+        try:
+            for name, rest in tail.items():
+                # every chunk stored (zarr skips all-fill-value ones by default), so that readers can tell a
+                # missing chunk file from zeros; zstd's checksum makes a damaged chunk an error, not data
+                self._arrays[name] = self._group.create_array(
+                    name, shape=(0, *rest), chunks=(self.chunk_rows, *rest), dtype=fmt.DTYPES[name],
+                    compressors=ZstdCodec(level=0, checksum=True), config={"write_empty_chunks": True},
+                )
+        except OSError as exc:
+            self.abort()
+            raise self._write_error(exc) from None
 
     # -- writing ---------------------------------------------------------------
     def append(self, images: np.ndarray, *, origin: int | np.ndarray = 0, index: np.ndarray | None = None,
@@ -239,13 +298,42 @@ class DatasetWriter:
         joined = {k: np.concatenate([b[k] for b in self._buffer]) for k in self._buffer[0]}
         take = (self._buffered // self.chunk_rows) * self.chunk_rows if whole_chunks else self._buffered
         start, stop = self.n, self.n + take
-        for name, arr in self._arrays.items():
-            arr.resize((stop, *arr.shape[1:]))
-            arr[start:stop] = joined[name][:take]
+        try:
+            for name, arr in self._arrays.items():
+                if arr.shape[0] < stop:  # a presized array (sharded writes) is not shrunk
+                    arr.resize((stop, *arr.shape[1:]))
+                arr[start:stop] = joined[name][:take]
+        except OSError as exc:  # a full or read-only disk
+            self.abort()
+            raise self._write_error(exc) from None
         rest = {k: v[take:] for k, v in joined.items()}
         self._buffer = [rest] if self._buffered - take else []
         self._buffered -= take
         self.n = stop
+        if whole_chunks:
+            _faults.point("dataset.chunk")
+
+    @property
+    def origin_names(self) -> list[str]:
+        """Names of the ``origin`` codes."""
+        return list(self._meta["origin_names"])
+
+    def presize(self, n: int) -> None:
+        """Give every array its final length ``n`` before any row is written (sharded writes).
+
+        Rows are then written by :class:`ShardWriter` objects on the
+        temporary, each over its own chunk range; :meth:`close` commits all
+        ``n`` rows.
+        """
+        if self.n or self._buffered:
+            raise RuntimeError("presize before appending")
+        try:
+            for arr in self._arrays.values():
+                arr.resize((n, *arr.shape[1:]))
+        except OSError as exc:
+            self.abort()
+            raise self._write_error(exc) from None
+        self.n = n
 
     @property
     def closed(self) -> bool:
@@ -287,11 +375,17 @@ class DatasetWriter:
                 warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
                 zarr.consolidate_metadata(str(self.tmp))
             commit_path(self.tmp, self.path, overwrite=self.overwrite)
+        except OSError as exc:  # a full or read-only disk
+            self.abort()
+            raise self._write_error(exc) from None
         except BaseException:
             self.abort()
             raise
         self._closed = True
         return open_dataset(self.path)
+
+    def _write_error(self, exc: OSError) -> DatasetError:
+        return DatasetError(f"{self.path}: cannot write the dataset ({exc.strerror or exc}); nothing was written")
 
     def abort(self) -> None:
         """Discard everything written; the final path is left as it was."""
@@ -306,6 +400,53 @@ class DatasetWriter:
             self.close()
         elif not self._closed:
             self.abort()
+
+
+class ShardWriter(DatasetWriter):
+    """Rows ``lo`` to ``hi`` of a presized dataset temporary that another process created and will commit.
+
+    Appends as :class:`DatasetWriter` does (same checks, whole chunks), in
+    place: ``lo`` must be a chunk boundary and ``hi`` one or the end.
+    :meth:`close` writes the last rows and checks that exactly ``hi - lo``
+    came; it neither writes attributes nor renames (the creator does, see
+    :func:`galaug.distributed.sharded_writer`).
+    """
+
+    def __init__(self, path: Path, tmp: Path, lo: int, hi: int, *, n_origins: int) -> None:
+        self.path, self.tmp = Path(path), Path(tmp)
+        try:
+            group = zarr.open_group(store=str(self.tmp), mode="r+", zarr_format=3)
+            # every chunk stored, as the creator's arrays do (a runtime setting, not in the metadata)
+            self._arrays = {name: arr.with_config({"write_empty_chunks": True}) for name, arr in group.arrays()}
+        except (OSError, ValueError, KeyError) as exc:
+            raise DatasetError(f"{path}: cannot open the temporary {tmp} to write rows {lo}-{hi} ({exc})") from None
+        self.image_shape = tuple(self._arrays["images"].shape[1:])
+        self.chunk_rows = self._arrays["images"].chunks[0]
+        if lo % self.chunk_rows:
+            raise ValueError(f"a shard must start at a chunk boundary, got row {lo}")
+        self._meta = {"origin_names": [str(i) for i in range(n_origins)]}
+        self.lo, self.hi, self.n = lo, hi, lo
+        self._buffer, self._buffered, self._closed = [], 0, False
+
+    def append(self, images: np.ndarray, **fields: Any) -> None:
+        """Append rows as :meth:`DatasetWriter.append`, never beyond ``hi``."""
+        if self.n + self._buffered + len(images) > self.hi:
+            raise ValueError(f"shard {self.lo}-{self.hi} is full: {len(images)} more rows after "
+                             f"{self.n + self._buffered - self.lo}")
+        super().append(images, **fields)
+
+    def close(self) -> None:  # type: ignore[override]
+        """Write the remaining rows; the shard must be complete."""
+        if self._closed:
+            raise RuntimeError("writer is closed")
+        self._flush(whole_chunks=False)
+        self._closed = True
+        if self.n != self.hi:
+            raise RuntimeError(f"shard {self.lo}-{self.hi} got rows up to {self.n}")
+
+    def abort(self) -> None:
+        """Stop writing; the creator removes the temporary."""
+        self._closed = True
 
 
 def create_dataset(path: str | Path, **kwargs: Any) -> DatasetWriter:

@@ -10,7 +10,8 @@ import numpy as np
 from galaug._progress import progress
 from galaug.data.dataset import Dataset, open_dataset
 from galaug.data.provenance import make_entry
-from galaug.data.writer import DatasetWriter, check_output, like
+from galaug.data.writer import check_output, like
+from galaug.distributed import sharded_writer
 from galaug.degrade.pipeline import Pipeline, parse_pipeline
 from galaug.degrade.seeds import derive_seeds
 from galaug.errors import GalaugError
@@ -108,9 +109,10 @@ def degrade_dataset(src: str | Path | Dataset, out: str | Path, pipeline: str | 
         "device": dev.type,
     })
     fields = [f for f in source.fields if f in ("images", "origin", "params", "latents", "clean")]
-    with DatasetWriter(out, parents=[source], overwrite=overwrite, provenance=entry, **kwargs) as writer:
-        bar = progress(total=len(source), desc="degrade")
-        for start, block in source.iter_blocks(rows=batch_size, fields=fields):
+    with sharded_writer(out, len(source), parents=[source], overwrite=overwrite, provenance=entry,
+                        **kwargs) as (writer, lo, hi):
+        bar = progress(total=hi - lo, desc="degrade")
+        for start, block in source.iter_blocks(rows=batch_size, fields=fields, start=lo, stop=hi):
             rows = np.arange(start, start + len(block["images"]))
             images = torch.from_numpy(block["images"]).to(dev)
             seeds = torch.from_numpy(derive_seeds(seed, rows)).to(dev)

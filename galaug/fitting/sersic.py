@@ -1,7 +1,8 @@
 """Single-Sersic fits of single-band images: the seven parameters of the ``sersic`` source.
 
 The model is an analytic Sersic profile written in torch (float64), so that
-the gradient of chi-square comes from autograd; each image is optimised by
+the gradient of chi-square comes from autograd (with hand-written backward
+passes for the two costliest pieces); each image is optimised by
 its own :func:`scipy.optimize.minimize` (BFGS), and the model evaluations
 of all images in flight are batched into one torch call (see
 :func:`fit_sersic`).
@@ -645,9 +646,9 @@ def fit_sersic(images: Any, *, pixel_scale: Any, psf_fwhm: Any, noise_std: Any =
     calling thread evaluates the models of all images in flight in one
     batched torch call per round (not a joint BFGS over the stacked vector,
     whose single line search and dense Hessian update would couple the
-    images). A model evaluation with its gradient costs 1 to 2 ms per 32x32
-    image on 2 CPU cores and a fit about 20 of them: 12 to 22 fits/s
-    measured, see ``docs/fitting.md``.
+    images). A model evaluation with its gradient costs about 2 ms per 32x32
+    image on one CPU thread and a fit about 20 of them: 17 fits/s on one
+    thread, 25 on two, measured in ``docs/fitting.md``.
 
     Parameters
     ----------

@@ -114,6 +114,22 @@ class FitsConfig:
     band_axis: BandAxis = "auto"
 
 
+#: The pixel types of the FITS standard.
+_FITS_BITPIX = (8, 16, 32, 64, -32, -64)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _astropy_note(caught: list[warnings.WarningMessage], category: type) -> str:
+    """What astropy warned about while failing (e.g. a header size), to end the error with."""
+    notes = [_one_line(str(w.message), 200) for w in caught
+             if issubclass(w.category, category) and "may have been truncated" not in str(w.message)]
+    return f"; astropy: {notes[0]}" if notes else ""
+
+
 def _fits_axes(hdr: Any) -> list[int]:
     """NAXIS1, NAXIS2, ... as the header states them (FITS order: x first)."""
     return [int(hdr.get(f"NAXIS{i}", 0)) for i in range(1, int(hdr.get("NAXIS", 0)) + 1)]
@@ -227,16 +243,20 @@ class FitsReader(Reader):
         gzipped = path.name.lower().endswith(".gz")
         file_size = path.stat().st_size
         try:
-            with warnings.catch_warnings():
-                # checked below, with a message that says what is wrong
-                warnings.filterwarnings("ignore", message="File may have been truncated",
-                                        category=AstropyUserWarning)
+            # astropy's warnings about a damaged header would print lines of their own before galaug's
+            # one error line: they are recorded instead, and the first becomes part of the error
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 # the file is ours to close: astropy leaves it open when it fails inside fits.open
                 with open(path, "rb") as fh, fits.open(fh, memmap=not gzipped, lazy_load_hdus=True) as hdul:
                     hdus = [h for h in hdul if h.is_image and math.prod(_fits_axes(h.header) or [0]) > 0]
                     if not hdus:
                         raise ValueError("no image data (only empty or table HDUs)")
                     for hdu in hdus:
+                        bitpix = hdu.header.get("BITPIX")
+                        if bitpix not in _FITS_BITPIX or isinstance(bitpix, bool):
+                            raise ValueError(f"BITPIX = {bitpix!r} is not a FITS pixel type "
+                                             f"({', '.join(map(str, _FITS_BITPIX))})")
                         _fits_size_check(hdu, file_size, gzipped)
                     image, bands = self._single(hdus[0]) if len(hdus) == 1 else self._per_band(hdus)
                     headers = (hdus[0].header, hdul[0].header)  # the image's, then the primary
@@ -245,7 +265,8 @@ class FitsReader(Reader):
                                       _fits_text(headers[0], "BUNIT") or _fits_text(headers[1], "BUNIT"))
         except (OSError, EOFError, IndexError, KeyError, TypeError) as exc:
             # astropy reports a broken file through any of these
-            raise ValueError(f"not a readable FITS file ({type(exc).__name__}: {exc})") from None
+            raise ValueError(f"not a readable FITS file ({_one_line(f'{type(exc).__name__}: {exc}')}"
+                             f"{_astropy_note(caught, AstropyUserWarning)})") from None
         yield path.name, image, bands, units
 
     def _single(self, hdu: Any) -> tuple[np.ndarray, tuple[str, ...] | None]:

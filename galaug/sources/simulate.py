@@ -11,7 +11,8 @@ import numpy as np
 
 from galaug._progress import progress
 from galaug.config import config_to_dict
-from galaug.data import Dataset, create_dataset, make_entry, open_dataset
+from galaug.data import Dataset, make_entry, open_dataset
+from galaug.distributed import sharded_writer
 from galaug.errors import GalaugError
 from galaug.kinds import Simulator
 from galaug.registry import component_version
@@ -61,12 +62,13 @@ def simulate(simulator: Simulator | str, out: str | Path, n: int, *, seed: int =
     cls = type(simulator)
     entry = make_entry("simulate", plugin=f"source:{cls.name}", plugin_version=component_version(cls),
                        config=config_to_dict(simulator.config), seed=seed, n=n)
-    jobs = [(cls.__module__, cls.__qualname__, simulator.config, s, min(s + batch_size, n), seed)
-            for s in range(0, n, batch_size)]
-    writer = create_dataset(out, bands=layout.bands, image_size=layout.image_size, pixel_scale=layout.pixel_scale,
-                            flux_unit=layout.flux_unit, param_names=layout.param_names or None,
-                            param_units=layout.param_units or None, provenance=entry, overwrite=overwrite)
-    with writer, progress(total=n, desc=f"simulate {cls.name}") as bar:
+    with sharded_writer(out, n, bands=layout.bands, image_size=layout.image_size, pixel_scale=layout.pixel_scale,
+                        flux_unit=layout.flux_unit, param_names=layout.param_names or None,
+                        param_units=layout.param_units or None, provenance=entry,
+                        overwrite=overwrite) as (writer, lo, hi), \
+            progress(total=hi - lo, desc=f"simulate {cls.name}") as bar:
+        jobs = [(cls.__module__, cls.__qualname__, simulator.config, s, min(s + batch_size, hi), seed)
+                for s in range(lo, hi, batch_size)]
         if workers > 1:
             with multiprocessing.get_context("spawn").Pool(workers) as pool:
                 window = 2 * workers  # batches in flight: bounds memory whatever n
@@ -79,4 +81,4 @@ def simulate(simulator: Simulator | str, out: str | Path, n: int, *, seed: int =
                 images, params = simulator.draw(range(job[3], job[4]), seed=seed)
                 writer.append(images, params=params)
                 bar.update(job[4] - job[3])
-    return open_dataset(writer.path)
+    return open_dataset(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -15,7 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from galaug import _faults, distributed
 from galaug._progress import progress
+from galaug.checkpoints import trim_metrics
 from galaug.config import config_to_dict
 from galaug.data import open_dataset
 from galaug.data._format import pixel_scale_quantity
@@ -23,7 +26,7 @@ from galaug.data.torch import BlockDataset, BlockSampler
 from galaug.degrade.seeds import derive_seeds
 from galaug.errors import GalaugError
 from galaug.kinds import Generator, GeneratorModel, Layout
-from galaug_alae.checkpoint import load_checkpoint, save_checkpoint
+from galaug_alae.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from galaug_alae.model import Discriminator, Encoder, Mapping, NetConfig, Synthesis
 from galaug_alae.transform import IntensityTransform
 
@@ -75,6 +78,12 @@ class AlaeConfig:
     keep_checkpoints: int = 3
     sample_every: int = 1000
     log_every: int = 20
+    #: mixed precision: "bf16" runs the networks under bfloat16 autocast (weights and optimiser stay float32)
+    amp: Literal["off", "bf16"] = "off"
+    #: channels-last memory format for the convolutions (faster on GPUs with tensor cores)
+    channels_last: bool = False
+    #: DataLoader worker processes reading the store (each opens it itself); 0: in the training process
+    loader_workers: int = 0
 
     def __post_init__(self) -> None:
         if self.image_size not in (16, 32, 64, 128, 256):
@@ -85,6 +94,8 @@ class AlaeConfig:
                      "checkpoint_every", "keep_checkpoints", "sample_every", "log_every", "level_steps", "r1_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.loader_workers < 0:
+            raise ValueError("loader_workers must be at least 0")
         if self.disc_layers < 2:
             raise ValueError("disc_layers must be at least 2")
         if not (0 <= self.ema_beta < 1 and 0 <= self.w_avg_beta < 1 and 0 <= self.style_mixing <= 1):
@@ -193,14 +204,54 @@ def _augment(x: torch.Tensor) -> torch.Tensor:
     return torch.flip(x, dims=(3,)) if flip % 2 else x
 
 
-def _mixed_styles(nets: Nets, z: torch.Tensor, level: int, mixing: float, *, mapping) -> torch.Tensor:
-    """Styles from F(z); with probability ``mixing`` the layers after a random cut come from another z."""
+def _mixed_styles(nets: Nets, z: torch.Tensor, level: int, mixing: float, *, mapping,
+                  part: slice = slice(None), batch: int | None = None) -> torch.Tensor:
+    """Styles from F(z); with probability ``mixing`` the layers after a random cut come from another z.
+
+    ``z`` is this rank's ``part`` of a global batch of ``batch``; the second
+    z is drawn for the whole global batch and sliced the same way.
+    """
     w = mapping(z)
     styles = _styles(w, nets.G.num_layers).clone()
     if mixing > 0 and float(torch.rand(())) < mixing:
         cut = int(torch.randint(1, 2 * (level + 1), ())) if level > 0 else 1
-        styles[:, cut:] = mapping(torch.randn_like(z))[:, None, :]
+        z2 = torch.randn(batch or len(z), z.shape[1], device=z.device)[part]
+        styles[:, cut:] = mapping(z2)[:, None, :]
     return styles
+
+
+class _StepRanges(torch.utils.data.Sampler):
+    """The row range of each training step from ``start`` to ``steps``: this rank's slice of the global batch.
+
+    Step s is batch ``s % per_epoch`` of epoch ``s // per_epoch`` of
+    :class:`BlockSampler` (a new order every epoch); with several ranks,
+    rank r reads rows ``[a + r b / R, a + (r + 1) b / R)`` of the batch
+    ``[a, a + b)``. One sampler for the whole run lets one ``DataLoader``
+    (with workers that open the store themselves, pinned memory) feed it.
+    """
+
+    def __init__(self, sampler: BlockSampler, start: int, steps: int, part: slice) -> None:
+        self.sampler, self.start, self.steps, self.part = sampler, start, steps, part
+        self.per_epoch = len(sampler)
+        self._cache: tuple[int, list] | None = None
+
+    def _epoch(self, epoch: int) -> list:
+        if self._cache is None or self._cache[0] != epoch:
+            self.sampler.set_epoch(epoch)
+            self._cache = (epoch, list(self.sampler))
+        return self._cache[1]
+
+    def at(self, step: int) -> tuple[int, int]:
+        epoch, pos = divmod(step, self.per_epoch)
+        a, b = self._epoch(epoch)[pos]
+        lo, hi, _ = self.part.indices(b - a)
+        return a + lo, a + hi
+
+    def __iter__(self):
+        return (self.at(step) for step in range(self.start, self.steps))
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start)
 
 
 def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device: torch.device, seed: int,
@@ -213,16 +264,30 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
     3. G and E: |E(G(w)) - w|^2 with w = F(z) held fixed.
     Data order, z, noise and augmentation come from (seed, step) and the
     saved RNG state, so a resumed run ends with the same weights.
+
+    Under torchrun (or ``--nproc``) with R ranks, every rank draws the
+    random numbers of the whole global batch (``batch_size``) and keeps its
+    slice, reads its slice of the real batch, and averages gradients with the
+    others after every backward pass: the arithmetic of one process with the
+    same global batch, up to the order of float sums. Rank 0 writes
+    checkpoints, metrics and samples; all ranks resume from the same
+    checkpoint.
     """
     ds = open_dataset(data)
     _check_data(ds, cfg)
+    world, rank = distributed.world_size(), distributed.rank()
+    if cfg.batch_size % world:
+        raise GalaugError(f"batch_size {cfg.batch_size} does not split over {world} processes "
+                          f"(--set batch_size=... a multiple of {world})")
+    part = slice(*distributed.shard_range(cfg.batch_size))
+    main = distributed.is_main()
     net = cfg.net(ds.image_shape[0])
     metrics_path = run_dir / "metrics.jsonl"
-    if resume:
+    if resume and list_checkpoints(run_dir):
         state = load_checkpoint(run_dir)
         transform = IntensityTransform.from_state_dict(state["transform"])
         start = state["step"]
-    else:
+    else:  # a new run, or one stopped before its first checkpoint: from step 0
         torch.manual_seed(seed)
         transform = _fit_transform(ds, cfg, seed)
         state, start = None, 0
@@ -234,17 +299,25 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
         opt_ed.load_state_dict(state["opt_ed"])
         opt_fg.load_state_dict(state["opt_fg"])
         torch.set_rng_state(state["rng"]["torch"])  # after building the nets, whose init draws from it
-        if metrics_path.exists():  # drop lines logged after the checkpoint we resume from
-            kept = [l for l in metrics_path.read_text().splitlines() if json.loads(l)["step"] <= start]
-            metrics_path.write_text("".join(l + "\n" for l in kept))
+    if main and resume and metrics_path.exists():  # drop lines logged after the checkpoint we resume from
+        trim_metrics(metrics_path, "step", start)
+    distributed.broadcast_module(nets)
     nets.to(device)
+    if cfg.channels_last:
+        nets.to(memory_format=torch.channels_last)
     batches = BlockDataset(ds.path, fields=("images",), batch_size=cfg.batch_size)
-    sampler = BlockSampler(len(ds), batch_size=cfg.batch_size, seed=seed, drop_last=True)
-    per_epoch = len(sampler)  # the same every epoch, at least 1 (checked above)
-    ranges: list = []
+    steps_sampler = _StepRanges(BlockSampler(len(ds), batch_size=cfg.batch_size, seed=seed, drop_last=True),
+                                start, steps, part)
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=steps_sampler,
+                                         num_workers=cfg.loader_workers, pin_memory=device.type == "cuda",
+                                         # its own generator: starting the loader draws a seed, which from the
+                                         # global RNG would shift every later draw of a resumed run
+                                         generator=torch.Generator().manual_seed(seed))
     sample_z = torch.randn(16, net.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
 
     def checkpoint(step: int) -> None:
+        if not main:
+            return
         save_checkpoint(run_dir, {
             "config": config_to_dict(cfg), "layout": _layout_dict(ds), "nets": nets.state_dict(),
             "opt_ed": opt_ed.state_dict(), "opt_fg": opt_fg.state_dict(), "transform": transform.state_dict(),
@@ -254,15 +327,13 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
     bar = progress(total=steps, desc="train alae", unit="step")
     bar.update(start)
     t_log, seen = time.perf_counter(), 0
-    with open(metrics_path, "a") as log:
-        for step in range(start, steps):
-            epoch, pos = divmod(step, per_epoch)
-            if pos == 0 or not ranges:
-                sampler.set_epoch(epoch)
-                ranges = list(sampler)
-            x = batches[ranges[pos]]["images"].to(device)
-            if not torch.isfinite(x).all():
-                raise GalaugError(f"{ds.path}: NaN/Inf pixels in rows {ranges[pos][0]}-{ranges[pos][1] - 1}")
+    with open(metrics_path, "a") if main else contextlib.nullcontext() as log:
+        for step, batch in zip(range(start, steps), loader):
+            x = batch["images"].to(device, non_blocking=True)
+            if not distributed.all_ok(bool(torch.isfinite(x).all())):
+                a, b = steps_sampler.at(step)
+                raise GalaugError(f"{ds.path}: NaN/Inf pixels in the batch of step {step} (rank {rank}: rows "
+                                  f"{a}-{b - 1})")
             level, alpha = _schedule(cfg, net, step)
             x = transform.forward(x)
             if cfg.augment:
@@ -272,8 +343,10 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
             if alpha < 1:  # blend the real images like the generator's fade-in
                 x = torch.lerp(F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear",
                                              align_corners=False), x, alpha)
-            b = x.shape[0]
-            logs = _train_step(nets, opt_ed, opt_fg, x, cfg, level, alpha, b, r1=step % cfg.r1_every == 0)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            b = cfg.batch_size
+            logs = _train_step(nets, opt_ed, opt_fg, x, cfg, level, alpha, b, r1=step % cfg.r1_every == 0, part=part)
             with torch.no_grad():  # EMA of F and G, running mean of w
                 for ema, live in ((nets.F_ema, nets.F), (nets.G_ema, nets.G)):
                     for pe, pl in zip(ema.parameters(), live.parameters()):
@@ -282,7 +355,8 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
             seen += b
             bar.update(1)
             done = step + 1
-            if done % cfg.log_every == 0 or done == steps:
+            _faults.point("train.step")
+            if main and (done % cfg.log_every == 0 or done == steps):
                 now = time.perf_counter()
                 logs.update(step=done, images_per_s=seen / (now - t_log), lr=cfg.lr, level=level, alpha=alpha,
                             resolution=net.resolution(level))
@@ -290,7 +364,7 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
                 log.flush()
                 bar.set_postfix(lae=f"{logs['loss_lae']:.3g}", d=f"{logs['loss_d']:.3g}")
                 t_log, seen = now, 0
-            if done % cfg.sample_every == 0 or done == steps:
+            if main and (done % cfg.sample_every == 0 or done == steps):
                 _save_samples(nets, transform, sample_z, run_dir / f"samples-{done:08d}.png", level, alpha, ds)
             if done % cfg.checkpoint_every == 0 or done == steps:
                 checkpoint(done)
@@ -298,52 +372,70 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
 
 
 def _train_step(nets: Nets, opt_ed, opt_fg, x: torch.Tensor, cfg: AlaeConfig, level: int, alpha: float,
-                b: int, *, r1: bool = True) -> dict[str, float]:
+                b: int, *, r1: bool = True, part: slice = slice(None)) -> dict[str, float]:
+    """One ALAE step on ``x``, this process's ``part`` of a global batch of ``b`` (all of it by default).
+
+    Random draws are made for the global batch and sliced, and gradients
+    are averaged over processes (:func:`galaug.distributed.average_gradients`)
+    before each optimiser step.
+    """
     d = nets.F.layers[0].weight.shape[1]
+    dev = x.device
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
+
+    def noise() -> list[torch.Tensor]:
+        return [n[part] for n in nets.G.random_noise(b, level, device=dev)]
+
+    def step(opt, loss, *modules) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.average_gradients([p for m in modules for p in m.parameters()])
+        opt.step()
+
     # 1. E and D: real vs fake in w-space, with R1 on the real images
     nets.requires_grad_(False)
     nets.E.requires_grad_(True)
     nets.D.requires_grad_(True)
-    z = torch.randn(b, d, device=x.device)
-    with torch.no_grad():
-        fake = nets.G(_mixed_styles(nets, z, level, cfg.style_mixing, mapping=nets.F),
-                      nets.G.random_noise(b, level, device=x.device), level=level, alpha=alpha)
+    z = torch.randn(b, d, device=dev)[part]
+    with torch.no_grad(), autocast:
+        fake = nets.G(_mixed_styles(nets, z, level, cfg.style_mixing, mapping=nets.F, part=part, batch=b),
+                      noise(), level=level, alpha=alpha)
     penalise = r1 and cfg.r1_gamma > 0
     x = x.detach().requires_grad_(penalise)
-    d_real = nets.D(nets.E(x, level=level, alpha=alpha))
-    d_fake = nets.D(nets.E(fake, level=level, alpha=alpha))
+    with autocast:
+        d_real = nets.D(nets.E(x, level=level, alpha=alpha)).float()
+        d_fake = nets.D(nets.E(fake, level=level, alpha=alpha)).float()
     loss_d = F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
-    loss_r1 = torch.zeros((), device=x.device)
+    loss_r1 = torch.zeros((), device=dev)
     if penalise:
         (grad,) = torch.autograd.grad(d_real.sum(), x, create_graph=True)
-        loss_r1 = grad.pow(2).sum(dim=(1, 2, 3)).mean()
-    opt_ed.zero_grad(set_to_none=True)
-    (loss_d + cfg.r1_gamma / 2 * cfg.r1_every * loss_r1).backward()
-    opt_ed.step()
+        loss_r1 = grad.float().pow(2).sum(dim=(1, 2, 3)).mean()
+    step(opt_ed, loss_d + cfg.r1_gamma / 2 * cfg.r1_every * loss_r1, nets.E, nets.D)
     # 2. F and G against the frozen E and D
     nets.requires_grad_(False)
     nets.F.requires_grad_(True)
     nets.G.requires_grad_(True)
-    z = torch.randn(b, d, device=x.device)
-    fake = nets.G(_mixed_styles(nets, z, level, cfg.style_mixing, mapping=nets.F),
-                  nets.G.random_noise(b, level, device=x.device), level=level, alpha=alpha)
-    loss_g = F.softplus(-nets.D(nets.E(fake, level=level, alpha=alpha))).mean()
-    opt_fg.zero_grad(set_to_none=True)
-    loss_g.backward()
-    opt_fg.step()
+    z = torch.randn(b, d, device=dev)[part]
+    with autocast:
+        fake = nets.G(_mixed_styles(nets, z, level, cfg.style_mixing, mapping=nets.F, part=part, batch=b),
+                      noise(), level=level, alpha=alpha)
+        loss_g = F.softplus(-nets.D(nets.E(fake, level=level, alpha=alpha)).float()).mean()
+    step(opt_fg, loss_g, nets.F, nets.G)
     # 3. latent reconstruction E(G(w)) = w, updating G and E (w = F(z) held fixed, as in ALAE)
     nets.requires_grad_(False)
     nets.G.requires_grad_(True)
     nets.E.requires_grad_(True)
-    z = torch.randn(b, d, device=x.device)
-    with torch.no_grad():
-        w = nets.F(z)
-    rec = nets.E(nets.G(_styles(w, nets.G.num_layers), nets.G.random_noise(b, level, device=x.device),
-                        level=level, alpha=alpha), level=level, alpha=alpha)
+    z = torch.randn(b, d, device=dev)[part]
+    with torch.no_grad(), autocast:
+        w = nets.F(z).float()
+    with autocast:
+        rec = nets.E(nets.G(_styles(w, nets.G.num_layers), noise(), level=level, alpha=alpha),
+                     level=level, alpha=alpha).float()
     loss_lae = (rec - w).pow(2).mean()
     opt_fg.zero_grad(set_to_none=True)
     opt_ed.zero_grad(set_to_none=True)
     loss_lae.backward()
+    distributed.average_gradients([p for m in (nets.G, nets.E) for p in m.parameters()])
     opt_fg.step()
     opt_ed.step()
     nets.requires_grad_(False)
@@ -351,9 +443,11 @@ def _train_step(nets: Nets, opt_ed, opt_fg, x: torch.Tensor, cfg: AlaeConfig, le
         m.requires_grad_(True)
     nets.F_ema.requires_grad_(False)
     nets.G_ema.requires_grad_(False)
-    logs = {"loss_d": loss_d, "loss_r1": loss_r1, "loss_g": loss_g, "loss_lae": loss_lae,
-            "d_real": d_real.mean(), "d_fake": d_fake.mean()}
-    return {**{k: v.detach().item() for k, v in logs.items()}, "w_mean": w.mean(0)}
+    logs = torch.stack([loss_d, loss_r1, loss_g, loss_lae, d_real.mean(), d_fake.mean()]).detach().float()
+    # the mean over ranks: logs, and the running mean of w that every rank must keep equal
+    merged = distributed.all_mean(torch.cat([logs, w.mean(0).float()]))
+    names = ("loss_d", "loss_r1", "loss_g", "loss_lae", "d_real", "d_fake")
+    return {**dict(zip(names, merged[:6].tolist())), "w_mean": merged[6:]}
 
 
 @torch.no_grad()

@@ -114,12 +114,18 @@ class SplitSampler(torch.utils.data.Sampler):
         With :meth:`set_epoch`, fixes each epoch's order.
     max_batches : int
         Only the first so many batches of each epoch (0: all).
+    rank, world : int
+        With several processes, each batch is split into ``world`` near-equal
+        contiguous parts and this sampler yields part ``rank``; a batch of
+        fewer rows than processes (an epoch's last) is skipped by all.
     """
 
-    def __init__(self, split: Split, *, batch_size: int, seed: int, max_batches: int = 0) -> None:
+    def __init__(self, split: Split, *, batch_size: int, seed: int, max_batches: int = 0, rank: int = 0,
+                 world: int = 1) -> None:
         self.split = split
         self.blocks = BlockSampler(split.n_train, batch_size=batch_size, shuffle=True, seed=seed)
         self.max_batches = max_batches
+        self.rank, self.world = rank, world
 
     def set_epoch(self, epoch: int) -> None:
         self.blocks.set_epoch(epoch)
@@ -128,9 +134,14 @@ class SplitSampler(torch.utils.data.Sampler):
         for i, (start, stop) in enumerate(self.blocks):
             if self.max_batches and i >= self.max_batches:
                 return
-            yield self.split.train_ranges(start, stop)
+            if stop - start < self.world:
+                continue
+            n = stop - start
+            yield self.split.train_ranges(start + n * self.rank // self.world, start + n * (self.rank + 1) // self.world)
 
     def __len__(self) -> int:
+        if self.world > 1:  # batches shorter than the number of processes are skipped
+            return sum(1 for _ in self)
         n = len(self.blocks)
         return min(n, self.max_batches) if self.max_batches else n
 

@@ -10,6 +10,7 @@ See ``docs/denoise.md``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -22,7 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from galaug import distributed
 from galaug._progress import progress
+from galaug.checkpoints import trim_metrics
 from galaug.config import config_to_dict
 from galaug.data import Dataset, open_dataset
 from galaug.degrade import Pipeline, Step, derive_seeds, parse_pipeline
@@ -331,16 +334,20 @@ def train_denoiser(cfg: DenoiseConfig, *, data: Path, run_dir: Path, degrade: st
         torch.set_rng_state(state["rng"]["torch"])  # after building the net, whose init draws from it
         start, best, best_epoch = state["epoch"], state["best_loss"], state["best_epoch"]
         bad_epochs, stopped = state["bad_epochs"], state["stopped"]
-        if metrics_path.exists():  # drop the epochs logged after the checkpoint we resume from
-            kept = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["epoch"] <= start]
-            metrics_path.write_text("".join(l + "\n" for l in kept))
+        if distributed.is_main() and metrics_path.exists():  # drop the epochs logged after the checkpoint
+            trim_metrics(metrics_path, "epoch", start)
     net.to(device)
     norm.to(device)
     _optimizer_to(optimizer, device)
 
-    sampler = SplitSampler(split, batch_size=cfg.batch_size, seed=seed, max_batches=cfg.max_steps_per_epoch)
+    main = distributed.is_main()
+    sampler = SplitSampler(split, batch_size=cfg.batch_size, seed=seed, max_batches=cfg.max_steps_per_epoch,
+                           rank=distributed.rank(), world=distributed.world_size())
     loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=sampler, num_workers=cfg.num_workers,
-                                         persistent_workers=cfg.num_workers > 0)
+                                         persistent_workers=cfg.num_workers > 0, pin_memory=device.type == "cuda")
+    # several processes: DistributedDataParallel averages the gradients of the ranks' slices of every batch
+    model = (torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
+                                                       else None) if distributed.world_size() > 1 else net)
     common = {"config": config_to_dict(cfg), "model_config": dataclasses.asdict(model_cfg),
               "normalize": cfg.normalize, "bands": list(ds.bands), "degrade": pairs.pipeline.spec if pairs.pipeline
               else None, "seed": seed}
@@ -351,7 +358,7 @@ def train_denoiser(cfg: DenoiseConfig, *, data: Path, run_dir: Path, degrade: st
     bar = progress(total=cfg.epochs * len(sampler), desc="train denoise", unit="step")
     bar.update(start * len(sampler))
     net.train()
-    with open(metrics_path, "a") as log:
+    with open(metrics_path, "a") if main else contextlib.nullcontext() as log:
         for epoch in range(start, cfg.epochs):
             if stopped:
                 break
@@ -363,7 +370,7 @@ def train_denoiser(cfg: DenoiseConfig, *, data: Path, run_dir: Path, degrade: st
                 rows = batch["rows"]
                 codes = augment_codes(seed, epoch, rows) if cfg.augment else None
                 noisy, clean = pairs.make(batch, seeds=train_seeds(seed, epoch, rows), device=device, codes=codes)
-                loss = F.mse_loss(net(norm(noisy)), norm(clean))
+                loss = F.mse_loss(model(norm(noisy)), norm(clean))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -373,6 +380,10 @@ def train_denoiser(cfg: DenoiseConfig, *, data: Path, run_dir: Path, degrade: st
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4g}")
             elapsed = time.perf_counter() - t0
+            if distributed.world_size() > 1:  # the epoch's loss and throughput over all ranks
+                total = distributed.all_mean(torch.tensor([loss_sum, seen], dtype=torch.float64))
+                total *= distributed.world_size()
+                loss_sum, seen = float(total[0]), int(round(float(total[1])))
             scheduler.step()
             holdout = (_holdout_loss(net, norm, pairs, batches, split, ds, batch_size=cfg.batch_size, seed=seed,
                                      device=device) if split.holdout else None)
@@ -383,6 +394,8 @@ def train_denoiser(cfg: DenoiseConfig, *, data: Path, run_dir: Path, degrade: st
             else:
                 bad_epochs += 1
             stopped = bool(split.holdout) and cfg.patience > 0 and bad_epochs >= cfg.patience
+            if not main:  # rank 0 logs and checkpoints; the others have the same weights and decisions
+                continue
             log.write(json.dumps({"epoch": done, "train_loss": loss_sum / max(seen, 1), "holdout_loss": holdout,
                                   "lr": lr, "images_per_s": seen / elapsed if elapsed > 0 else None, "steps": steps,
                                   "best_epoch": best_epoch, "stopped": stopped}) + "\n")
