@@ -56,8 +56,8 @@ else
   GEN_RUN=${GEN_RUN:-$RUN}
   GEN_FROM="the generator $GEN_RUN"
 fi
-step "generate 5x the training set with $GEN_FROM"
-galaug generate alae "$GEN_RUN" "$OUT/gen.zarr" -n $((5 * N_TRAIN)) --seed 0 --overwrite
+step "generate 5x the training set with $GEN_FROM (two processes: the same images as one)"
+galaug generate alae "$GEN_RUN" "$OUT/gen.zarr" -n $((5 * N_TRAIN)) --seed 0 --overwrite --nproc 2
 galaug show "$OUT/gen.zarr" -o "$OUT/gen.png" -n 25 --overwrite
 
 step "mix: 10% of the real training set + 5x generated (the study's scarce-data arm)"

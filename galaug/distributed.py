@@ -30,13 +30,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-
 from galaug.errors import GalaugError
 
 __all__ = ["init", "rank", "world_size", "is_main", "barrier", "broadcast", "on_main", "all_ok", "average_gradients",
-           "all_mean", "shard_range", "chunk_shard", "sharded_writer", "launch", "torchrun_argv", "launched"]
-
-_ENV = ("RANK", "WORLD_SIZE")
+           "all_mean", "broadcast_module", "shard_range", "chunk_shard", "sharded_writer", "launch", "torchrun_argv",
+           "strip_nproc", "launched"]
 
 
 def launched() -> bool:

@@ -211,6 +211,49 @@ def test_every_chunk_is_stored_even_when_all_zero(make_dataset):
     ds.verify_chunks()
 
 
+def test_damage_found_in_a_loader_worker_is_one_line(damaged):
+    """torch re-raises a worker's error with the worker's whole traceback as its message: still one line."""
+    from click.testing import CliRunner
+
+    from galaug.cli import GalaugGroup
+    from galaug.data.torch import make_loader
+
+    path, member, message = damaged("altered-chunk")
+
+    @click.group(cls=GalaugGroup)
+    def cli():
+        pass
+
+    @cli.command()
+    def read():
+        for _ in make_loader(path, batch_size=8, shuffle=False, num_workers=1):
+            pass
+
+    assert_user_error(CliRunner().invoke(cli, ["read"]), str(path), f"member {member!r}", message)
+
+
+TINY_ALAE = ["--set", "image_size=16", "--set", "latent_dim=16", "--set", "mapping_layers=2", "--set", "fmap_base=64",
+             "--set", "fmap_max=16", "--set", "batch_size=8"]
+
+
+@pytest.mark.parametrize("command", ["alae", "denoise"])
+def test_training_with_loader_workers_on_a_damaged_dataset_is_one_line(galaug_plugins, damaged, tmp_path, command):
+    import galaug_alae
+    import galaug_denoise
+
+    plugin = {"alae": galaug_alae, "denoise": galaug_denoise}[command]
+    assert galaug_plugins.register(plugin, name=command).status == "ok"
+    path, member, message = damaged("altered-chunk")
+    if command == "alae":
+        args = ["train", "alae", path, "--run-dir", tmp_path / "runs", "--steps", "20", *TINY_ALAE,
+                "--set", "loader_workers=1"]
+    else:
+        args = ["task", "train", "denoise", path, "--degrade", "noise:gaussian(std=1)", "--run-dir", tmp_path / "runs",
+                "--set", "epochs=1", "--set", "width=4", "--set", "blocks=1", "--set", "batch_size=8",
+                "--set", "num_workers=1"]
+    assert_user_error(galaug_plugins.invoke(*args), str(path), f"member {member!r}", message)
+
+
 # == 2. full and read-only disks ===============================================================
 #
 # The commands run in a child process whose output folders lie on:

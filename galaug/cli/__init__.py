@@ -11,6 +11,19 @@ from galaug.errors import GalaugError
 __all__ = ["make_cli", "main", "GalaugGroup"]
 
 
+def _one_line(message: str) -> str:
+    """The message itself, also for an error re-raised from a DataLoader worker.
+
+    torch re-raises a worker's exception as the same type with the worker's
+    whole traceback as its message, ending ``module.Type: message``.
+    """
+    if message.startswith("Caught ") and "\nOriginal Traceback" in message:
+        last = message.rstrip().splitlines()[-1]
+        _, sep, text = last.partition(": ")
+        return text if sep else last
+    return message
+
+
 class GalaugGroup(click.Group):
     """A click group that turns :class:`galaug.errors.GalaugError` into one line and exit status 2."""
 
@@ -23,7 +36,7 @@ class GalaugGroup(click.Group):
         except GalaugError as exc:
             if getattr(exc, "quiet", False):  # another rank of this torchrun job reports it
                 raise click.exceptions.Exit(2) from None
-            exc_ = click.ClickException(str(exc))
+            exc_ = click.ClickException(_one_line(str(exc)))
             exc_.exit_code = 2
             raise exc_ from None
         except OSError as exc:
