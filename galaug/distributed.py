@@ -53,7 +53,8 @@ def init(timeout_s: float = 1800.0) -> None:
 
     The backend is gloo for CPU tensors and, where CUDA is available, NCCL
     for CUDA tensors (``"cpu:gloo,cuda:nccl"``); each rank uses the GPU of
-    its ``LOCAL_RANK``.
+    its ``LOCAL_RANK`` (modulo the GPUs of the node). With more processes
+    than GPUs on a node, NCCL cannot serve and gloo takes CUDA tensors too.
     """
     if not launched() or _dist() is not None:
         return
@@ -66,8 +67,12 @@ def init(timeout_s: float = 1800.0) -> None:
                           "(or --nproc N)")
     backend = "gloo"
     if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
-        backend = "cpu:gloo,cuda:nccl"
+        gpus = torch.cuda.device_count()
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]) % gpus)
+        # NCCL refuses two ranks on one GPU; with more processes than GPUs on a node, gloo (which
+        # all-reduces and broadcasts CUDA tensors too, through host memory) serves every tensor
+        if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) <= gpus:
+            backend = "cpu:gloo,cuda:nccl"
     dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
 
 

@@ -48,6 +48,28 @@ def test_chunk_shards_are_disjoint_chunk_aligned_and_cover_everything():
     assert strip_nproc(["simulate", "--nproc", "2", "x", "--nproc=3", "-n", "5"]) == ["simulate", "x", "-n", "5"]
 
 
+@pytest.mark.parametrize("gpus, local_ranks, backend", [(0, 2, "gloo"), (1, 1, "cpu:gloo,cuda:nccl"),
+                                                        (2, 2, "cpu:gloo,cuda:nccl"), (1, 2, "gloo")])
+def test_backend_is_nccl_only_with_a_gpu_per_process(monkeypatch, gpus, local_ranks, backend):
+    """NCCL refuses two ranks on one GPU (--nproc 2 on a one-GPU machine): gloo then serves CUDA tensors too."""
+    import torch.distributed as dist
+
+    from galaug import distributed
+
+    chosen = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: chosen.setdefault("device", i))
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, timeout: chosen.setdefault("backend", backend))
+    for k, v in {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": str(local_ranks),
+                 "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(k, v)
+    distributed.init()
+    assert chosen["backend"] == backend
+    if gpus:
+        assert chosen["device"] == 1 % gpus
+
+
 def test_simulate_with_two_processes_equals_one(tmp_path):
     """200 64x64 images are 2 chunks of 128, one per rank; the output is the one-process one."""
     args = ["simulate", "sersic", "-n", "200", "--size", "64", "--seed", "4"]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import astropy.units as u
 import galsim
 import numpy as np
@@ -100,3 +105,29 @@ def test_simulate_bad_input(galaug_plugins, tmp_path, args, message):
     out = tmp_path / "o.zarr"
     assert_user_error(galaug_plugins.invoke(*[a.format(out=out) for a in args]), message)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("source", ["sersic", "bulgedisk"])
+def test_simulators_without_galsim_say_how_to_install_it(galaug_plugins, tmp_path, monkeypatch, source):
+    """A machine without GalSim (a GPU node, say): one line naming the package and how to install it."""
+    monkeypatch.setitem(sys.modules, "galsim", None)  # import galsim raises ImportError
+    res = galaug_plugins.invoke("simulate", source, tmp_path / "s.zarr", "-n", "4", "--size", "16")
+    assert_user_error(res, f"the {source} source needs the package 'galsim'", "pip install 'galaug[astro]'")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_galsim_worker_processes_report_one_line(tmp_path):
+    """The error raised in a --workers process reaches the user as the same one line."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "galsim.py").write_text("raise ImportError(\"No module named 'galsim'\")\n")
+    env = {**os.environ, "PYTHONPATH": f"{hide}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "GALAUG_PROGRESS": "0"}
+    out = tmp_path / "out"
+    out.mkdir()
+    res = subprocess.run([str(Path(sys.executable).with_name("galaug")), "simulate", "sersic", str(out / "s.zarr"),
+                          "-n", "8", "--size", "16", "--workers", "2"], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the sersic source needs the package 'galsim'" in lines[0], res.stderr
+    assert list(out.iterdir()) == []

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import astropy.units as u
 import numpy as np
 
+from galaug.errors import require
 from galaug.kinds import Layout, Simulator
 
 __all__ = ["BulgeDiskConfig", "BulgeDisk", "PARAM_NAMES"]
@@ -121,7 +122,7 @@ class BulgeDisk(Simulator):
         return np.stack(images), np.asarray(params, dtype=np.float32)
 
     def _draw_one(self, rng: np.random.Generator) -> tuple[np.ndarray, list[float]]:
-        import galsim
+        galsim = require("galsim", "the bulgedisk source", "pip install 'galaug[astro]'")
 
         c = self.config
         gsp = galsim.GSParams(maximum_fft_size=16384)

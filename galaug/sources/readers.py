@@ -23,6 +23,7 @@ from typing import Any, Literal
 import astropy.units as u
 import numpy as np
 
+from galaug.errors import require
 from galaug.kinds import Reader
 
 __all__ = [
@@ -370,7 +371,7 @@ class HDF5Reader(Reader):
         file); the pixel scale from a ``pixel_scale`` attribute (``"0.2
         arcsec"``) and the flux unit from ``flux_unit`` or ``BUNIT``.
         """
-        import h5py
+        h5py = require("h5py", "the hdf5 reader", "pip install 'galaug[astro]'")
 
         path = Path(path)
         try:

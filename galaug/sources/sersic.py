@@ -18,7 +18,10 @@ from typing import Literal
 import astropy.units as u
 import numpy as np
 
+from galaug.errors import require
 from galaug.kinds import Layout, Simulator
+
+_INSTALL = "pip install 'galaug[astro]'"
 
 __all__ = ["SersicConfig", "Sersic", "PARAM_NAMES", "draw_sersic"]
 
@@ -86,7 +89,7 @@ class SersicConfig:
 
 
 def _psf(config: SersicConfig):
-    import galsim
+    galsim = require("galsim", "the sersic source", _INSTALL)
 
     if config.psf == "gaussian":
         return galsim.Gaussian(fwhm=config.psf_fwhm)
@@ -97,7 +100,7 @@ def _psf(config: SersicConfig):
 
 def draw_sersic(params: Sequence[float], config: SersicConfig, *, noise_seed: int | None = None) -> np.ndarray:
     """Draw one (C, H, W) image from its seven parameters (x, y, r_half, n, q, beta, flux)."""
-    import galsim
+    galsim = require("galsim", "the sersic source", _INSTALL)
 
     x, y, r_half, n, q, beta, flux = (float(p) for p in params)
     gsparams = galsim.GSParams(maximum_fft_size=16384)

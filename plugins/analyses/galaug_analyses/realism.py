@@ -34,6 +34,7 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 
 from galaug import ConfigError, GalaugError, open_dataset
+from galaug.errors import require
 from galaug._progress import progress
 from galaug.data import Dataset
 from galaug.degrade.seeds import derive_seeds
@@ -242,8 +243,8 @@ def _morphology(images: np.ndarray, band: int, colour_bands: tuple[int, int] | N
 def _measure(stack: np.ndarray, *, band: int, colour_bands: tuple[int, int] | None,
              config: RealismConfig) -> tuple[str | None, list[float] | None, float]:
     """(why it failed or None, the statistics, the g - i colour) of one (C, H, W) image."""
-    import statmorph
-    from photutils.segmentation import detect_sources
+    statmorph = require("statmorph", "the realism analysis", "pip install statmorph")
+    detect_sources = require("photutils.segmentation", "the realism analysis", "pip install photutils").detect_sources
 
     _, h, w = stack.shape
     with warnings.catch_warnings(), np.errstate(all="ignore"):
