@@ -56,7 +56,7 @@ else
   GEN_RUN=${GEN_RUN:-$RUN}
   GEN_FROM="the generator $GEN_RUN"
 fi
-step "generate 5x the training set with $GEN_FROM (two processes: the same images as one)"
+step "generate 5x the training set in two processes (the same images as one) with $GEN_FROM"
 galaug generate alae "$GEN_RUN" "$OUT/gen.zarr" -n $((5 * N_TRAIN)) --seed 0 --overwrite --nproc 2
 galaug show "$OUT/gen.zarr" -o "$OUT/gen.png" -n 25 --overwrite
 
