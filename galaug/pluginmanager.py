@@ -208,6 +208,30 @@ class PluginManager:
         """The component class ``name`` of ``kind``; :class:`galaug.errors.PluginError` if unknown or broken."""
         return self.registry.get(kind, name)
 
+    def blame(self, exc: BaseException) -> Plugin | None:
+        """The plugin whose code raised ``exc``, or None where it came from galaug's own code.
+
+        The innermost frame of the traceback that lies in a plugin's package
+        (the plugin module's, or that of a component it registered) names the
+        plugin; galaug's core package is never blamed.
+        """
+        import traceback
+        import types
+
+        owners: dict[str, str] = {}
+        for entry in self.registry.entries():
+            if entry.loaded:
+                owners.setdefault(entry.target.__module__.partition(".")[0], entry.plugin)
+        for plugin in self.plugins.values():
+            if isinstance(plugin.obj, types.ModuleType):
+                owners.setdefault(plugin.obj.__name__.partition(".")[0], plugin.name)
+        owners.pop("galaug", None)
+        for frame, _ in reversed(list(traceback.walk_tb(exc.__traceback__))):
+            owner = owners.get(str(frame.f_globals.get("__name__", "")).partition(".")[0])
+            if owner is not None and owner in self.plugins:
+                return self.plugins[owner]
+        return None
+
 
 class _FilteredRegistrar(Registrar):
     """A registrar that skips component names listed as blocked."""

@@ -26,6 +26,7 @@ import sys
 import types
 from pathlib import Path
 
+import astropy.units as u
 import click
 import numpy as np
 import pytest
@@ -34,7 +35,7 @@ from test_cli import assert_user_error
 
 import galaug
 from galaug import DatasetError, make_entry, open_dataset
-from galaug.kinds import Analysis, Source
+from galaug.kinds import Analysis, Layout, Simulator, Source
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_RUN = ROOT / "examples" / "checkpoints" / "alae-sersic-tiny"  # 32 x 32, one band
@@ -545,3 +546,44 @@ def test_an_unknown_name_mentions_the_broken_plugins(galaug_plugins):
     bad = galaug_plugins.plugin(galaug_register=_raises(RuntimeError("boom")))
     assert_user_error(galaug_plugins.invoke("config", "analysis", "what-it-provided"),
                       "unknown analysis plugin 'what-it-provided'", f"broken plugins, which may provide it: {bad.name}")
+
+
+class BuggySimulator(Simulator):
+    """A third-party simulator with a bug in its own code."""
+
+    name = "buggy"
+    Config = GoodConfig
+
+    def layout(self):
+        return Layout(bands=("r",), image_size=8, pixel_scale=0.2 * u.arcsec)
+
+    def draw(self, rows, *, seed):
+        return {"images": 1}["imgs"], None  # the bug: a KeyError
+
+
+def test_a_bug_in_a_plugins_component_names_the_plugin(galaug_plugins, tmp_path, monkeypatch):
+    """One line naming the plugin and its distribution, exit status 1 (a bug, not bad input), no output;
+    GALAUG_TRACEBACK=1 gives the traceback to the plugin's author."""
+    plugin = galaug_plugins.plugin(galaug_register=lambda register: register.source(BuggySimulator))
+    out = tmp_path / "out.zarr"
+    res = galaug_plugins.invoke("simulate", "buggy", out, "-n", "4")
+    assert res.exit_code == 1, res.output
+    (line,) = res.stderr.strip().splitlines()
+    assert line == (f"Error: plugin {plugin.name!r} ({plugin.distribution} {plugin.version}) failed: "
+                    "KeyError: 'imgs'. That is a bug in the plugin; GALAUG_TRACEBACK=1 shows where")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("GALAUG_TRACEBACK", "1")
+    assert isinstance(galaug_plugins.invoke("simulate", "buggy", out, "-n", "4").exception, KeyError)
+
+
+def test_a_bug_in_galaug_itself_keeps_its_traceback(galaug_plugins, tmp_path, monkeypatch):
+    """galaug's own code is never blamed on a plugin, even when a plugin's component is in use."""
+    import galaug.sources.simulate as simulate_module
+
+    galaug_plugins.plugin(galaug_register=lambda register: register.source(BuggySimulator))
+
+    code = {"__name__": "galaug.sources.simulate"}  # a function of galaug's, as the traceback sees it
+    exec("def simulate(*args, **kwargs):\n    raise ZeroDivisionError('a bug in galaug')\n", code)
+    monkeypatch.setattr(simulate_module, "simulate", code["simulate"])
+    res = galaug_plugins.invoke("simulate", "buggy", tmp_path / "out.zarr", "-n", "4")
+    assert isinstance(res.exception, ZeroDivisionError)

@@ -25,7 +25,13 @@ def _one_line(message: str) -> str:
 
 
 class GalaugGroup(click.Group):
-    """A click group that turns :class:`galaug.errors.GalaugError` into one line and exit status 2."""
+    """A click group that turns :class:`galaug.errors.GalaugError` into one line and exit status 2.
+
+    A file-system refusal on a named path is one line and status 2 as well; an
+    exception raised by a plugin's code is one line naming the plugin and
+    status 1 (``GALAUG_TRACEBACK=1`` keeps the traceback); galaug's own bugs
+    keep their traceback.
+    """
 
     def invoke(self, ctx: click.Context):
         from galaug import distributed
@@ -42,10 +48,39 @@ class GalaugGroup(click.Group):
         except OSError as exc:
             # a file-system refusal on a path the user gave (permissions, read-only, full disk)
             if exc.filename is None:
+                _raise_if_a_plugin_bug(ctx, exc)
                 raise
             exc_ = click.ClickException(f"{exc.filename}: {exc.strerror}")
             exc_.exit_code = 2
             raise exc_ from None
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # a command's own way of ending, a plugin's too
+        except Exception as exc:
+            _raise_if_a_plugin_bug(ctx, exc)
+            raise
+
+
+def _raise_if_a_plugin_bug(ctx: click.Context, exc: Exception) -> None:
+    """A plugin's bug as one line naming the plugin (exit status 1); galaug's own bugs keep their traceback.
+
+    ``GALAUG_TRACEBACK=1`` keeps the traceback of a plugin's bug too.
+    """
+    import os
+
+    from galaug.pluginmanager import PluginManager
+
+    manager = ctx.obj
+    plugin = manager.blame(exc) if isinstance(manager, PluginManager) else None
+    if plugin is None or os.environ.get("GALAUG_TRACEBACK", "").strip() not in ("", "0"):
+        return
+    text = " ".join(str(exc).split()) or "(no message)"
+    if len(text) > 300:
+        text = text[:297] + "..."
+    out = click.ClickException(f"plugin {plugin.name!r} ({plugin.distribution} {plugin.version}) failed: "
+                               f"{type(exc).__name__}: {text}. That is a bug in the plugin; "
+                               "GALAUG_TRACEBACK=1 shows where")
+    out.exit_code = 1
+    raise out from None
 
 
 def make_cli(manager=None) -> click.Group:
