@@ -70,12 +70,11 @@ class CheckpointStore:
     def _write(self, path: Path, state: dict[str, Any]) -> Path:
         import torch
 
-        from galaug.data.writer import _pid_alive
+        from galaug.data.writer import dead_writer
 
         path.parent.mkdir(exist_ok=True)
         for stale in path.parent.glob(".*.pt.tmp-*"):  # left by a writer that was killed
-            pid = stale.name.rpartition(".tmp-")[2]
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            if dead_writer(stale.name.rpartition(".tmp-")[2]):
                 stale.unlink(missing_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         with open(tmp, "wb") as f:

@@ -33,8 +33,8 @@ from typing import Any
 from galaug.errors import GalaugError
 
 __all__ = ["init", "rank", "world_size", "is_main", "barrier", "broadcast", "on_main", "all_ok", "average_gradients",
-           "all_mean", "broadcast_module", "shard_range", "chunk_shard", "sharded_writer", "launch", "torchrun_argv",
-           "strip_nproc", "launched"]
+           "all_mean", "broadcast_module", "shard_range", "chunk_shard", "sharded_writer", "launch", "strip_nproc",
+           "launched"]
 
 
 def launched() -> bool:
@@ -354,12 +354,6 @@ def launch(nproc: int, argv: Sequence[str], *, grace_s: float = 10.0) -> int:
     if not any(errors):
         print(f"Error: rank {codes.index(bad)} of {nproc} ended with status {bad}", file=sys.stderr)
     return 1 if bad < 0 else bad
-
-
-def torchrun_argv(nproc: int, argv: Sequence[str]) -> list[str]:
-    """The command that reruns ``galaug ARGV`` as ``nproc`` processes on this machine under torchrun."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "galaug", *argv]
 
 
 def strip_nproc(argv: Sequence[str]) -> list[str]:

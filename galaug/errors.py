@@ -7,7 +7,7 @@ anything else is a bug and keeps its traceback.
 import importlib
 from types import ModuleType
 
-__all__ = ["GalaugError", "DatasetError", "ConfigError", "PluginError", "require"]
+__all__ = ["GalaugError", "DatasetError", "ConfigError", "PluginError", "require", "one_line", "describe", "short"]
 
 
 class GalaugError(Exception):
@@ -24,6 +24,27 @@ class ConfigError(GalaugError, ValueError):
 
 class PluginError(GalaugError):
     """A plugin is unknown, broken, or registered something invalid."""
+
+
+def one_line(text: str, limit: int | None = 300) -> str:
+    """``text`` with its whitespace collapsed to single spaces, cut to ``limit`` characters (``...``)."""
+    text = " ".join(str(text).split())
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe(exc: BaseException, limit: int | None = 300) -> str:
+    """``Type: message`` of an exception on one line (its message cut to ``limit``), for an error line."""
+    text = one_line(str(exc), limit)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def short(value: object, limit: int = 60) -> str:
+    """The repr of a value someone handed galaug, cut to ``limit`` characters, never raising."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def require(module: str, what: str, install: str) -> ModuleType:

@@ -22,7 +22,7 @@ from typing import Any
 import pluggy
 
 from galaug import hookspecs
-from galaug.errors import GalaugError, PluginError
+from galaug.errors import GalaugError, PluginError, describe, short
 from galaug.registry import Registrar, Registry
 
 __all__ = [
@@ -77,19 +77,6 @@ _PLUGIN_FAILURES = (Exception, SystemExit)
 _HOOKS = tuple(n for n in hookspecs.__all__ if n.startswith("galaug_"))
 
 
-def _describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())  # one line: a reason is a cell of `galaug plugins`
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _short(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 class PluginManager:
     """Loads plugins into a pluggy manager and a component :class:`Registry`.
 
@@ -138,7 +125,7 @@ class PluginManager:
         try:
             plugin.obj = load()
         except _PLUGIN_FAILURES as exc:
-            return self._broken(plugin, f"import failed: {_describe(exc)}")
+            return self._broken(plugin, f"import failed: {describe(exc, None)}")
         return self.register(plugin.obj, name=name, distribution=distribution, version=version)
 
     def _broken(self, plugin: Plugin, reason: str) -> Plugin:
@@ -162,14 +149,14 @@ class PluginManager:
             self.pm.register(obj, name=name)
         except Exception as exc:  # pluggy validation: bad signature, dup registration
             plugin.obj = None
-            return self._broken(plugin, _describe(exc))
+            return self._broken(plugin, describe(exc, None))
         callers = self.pm.get_hookcallers(obj) or []
         unknown = [c.name for c in callers if not c.has_spec()]
         if unknown:
             return self._broken(plugin, f"unknown hook {', '.join(sorted(unknown))} (see galaug.hookspecs)")
         if not callers:
             return self._broken(plugin, f"provides no galaug hook ({', '.join(_HOOKS)}); "
-                                        f"the entry point should name a module (got {_short(obj)})")
+                                        f"the entry point should name a module (got {short(obj)})")
         registrar = _FilteredRegistrar(self.registry, plugin=name, distribution=distribution,
                                        version=version, blocked=self.blocked)
         try:
@@ -178,7 +165,7 @@ class PluginManager:
                     try:
                         impl.function(register=registrar)
                     except _PLUGIN_FAILURES as exc:
-                        return self._broken(plugin, f"galaug_register failed: {_describe(exc)}")
+                        return self._broken(plugin, f"galaug_register failed: {describe(exc, None)}")
         finally:
             registrar.close()  # a registrar kept for later cannot register outside this isolation
         return plugin
@@ -202,7 +189,7 @@ class PluginManager:
             except _PLUGIN_FAILURES as exc:
                 cli.commands.clear()
                 cli.commands.update(before)
-                self._broken(plugin, f"galaug_cli failed: {_describe(exc)}")
+                self._broken(plugin, f"galaug_cli failed: {describe(exc, None)}")
 
     def get(self, kind: str, name: str):
         """The component class ``name`` of ``kind``; :class:`galaug.errors.PluginError` if unknown or broken."""
@@ -252,9 +239,9 @@ def _check_command(cmd: Any, name: Any) -> None:
     import click
 
     if not isinstance(cmd, click.Command):
-        raise PluginError(f"add_command needs a click.Command, got {_short(cmd)}")
+        raise PluginError(f"add_command needs a click.Command, got {short(cmd)}")
     if not (isinstance(name, str) and name and name.isprintable() and " " not in name):
-        raise PluginError(f"command name {_short(name)} is not a word")
+        raise PluginError(f"command name {short(name)} is not a word")
 
 
 class _GuardedGroup:

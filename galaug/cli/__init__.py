@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from galaug.errors import GalaugError
+from galaug.errors import GalaugError, describe
 
 __all__ = ["make_cli", "main", "GalaugGroup"]
 
@@ -73,11 +73,8 @@ def _raise_if_a_plugin_bug(ctx: click.Context, exc: Exception) -> None:
     plugin = manager.blame(exc) if isinstance(manager, PluginManager) else None
     if plugin is None or os.environ.get("GALAUG_TRACEBACK", "").strip() not in ("", "0"):
         return
-    text = " ".join(str(exc).split()) or "(no message)"
-    if len(text) > 300:
-        text = text[:297] + "..."
     out = click.ClickException(f"plugin {plugin.name!r} ({plugin.distribution} {plugin.version}) failed: "
-                               f"{type(exc).__name__}: {text}. That is a bug in the plugin; "
+                               f"{describe(exc)}. That is a bug in the plugin; "
                                "GALAUG_TRACEBACK=1 shows where")
     out.exit_code = 1
     raise out from None

@@ -11,7 +11,7 @@ import numpy as np
 import zarr
 
 from galaug.data import _format as fmt
-from galaug.errors import DatasetError
+from galaug.errors import DatasetError, describe, short
 
 __all__ = ["Dataset", "open_dataset"]
 
@@ -140,8 +140,8 @@ class Dataset:
                 arr[lo:hi]
             except Exception as chunk_exc:
                 return DatasetError(f"{self.path}: member {name!r} is damaged: chunk file {self._chunk_key(name, i)} "
-                                    f"(rows {lo}-{hi - 1}) cannot be decoded ({_one_line(chunk_exc)})")
-        return DatasetError(f"{self.path}: member {name!r} rows {start}-{stop - 1} cannot be read ({_one_line(exc)})")
+                                    f"(rows {lo}-{hi - 1}) cannot be decoded ({describe(chunk_exc)})")
+        return DatasetError(f"{self.path}: member {name!r} rows {start}-{stop - 1} cannot be read ({describe(exc)})")
 
     def verify_chunks(self) -> None:
         """Check that the chunk file of every chunk of every member exists (one stat each).
@@ -200,16 +200,6 @@ def _fail(path: Path, why: str) -> DatasetError:
     return DatasetError(f"{path}: {why}")
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _is_int(value: Any, low: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
@@ -221,7 +211,7 @@ def _is_names(value: Any) -> bool:
 def _check_attributes(path: Path, meta: dict[str, Any]) -> None:
     """Every ``galaug`` attribute has the type the format says; name the first that does not."""
     def bad(key: str, expected: str) -> DatasetError:
-        return _fail(path, f"attribute {fmt.ATTR}.{key} is {_short(meta[key])}, expected {expected}")
+        return _fail(path, f"attribute {fmt.ATTR}.{key} is {short(meta[key])}, expected {expected}")
 
     if not (isinstance(meta["id"], str) and meta["id"]):
         raise bad("id", "a non-empty string")
@@ -278,7 +268,7 @@ def _check_consolidated(path: Path, meta_json: dict[str, Any]) -> None:
         except FileNotFoundError:
             raise _fail(path, f"member {name!r} is damaged: {name}/zarr.json is missing") from None
         except (OSError, ValueError) as exc:
-            raise _fail(path, f"member {name!r} is damaged: {name}/zarr.json is unreadable ({_one_line(exc)})") from None
+            raise _fail(path, f"member {name!r} is damaged: {name}/zarr.json is unreadable ({describe(exc)})") from None
         if actual != expected:
             keys = sorted(k for k in set(actual) | set(expected) if actual.get(k) != expected.get(k)) \
                 if isinstance(actual, dict) and isinstance(expected, dict) else []
@@ -293,7 +283,7 @@ def _member(path: Path, group: zarr.Group, name: str) -> zarr.Array | None:
     except KeyError:
         return None
     except Exception as exc:  # zarr raises several types for broken metadata
-        raise _fail(path, f"member {name!r} is damaged: {name}/zarr.json is unreadable ({_one_line(exc)})") from None
+        raise _fail(path, f"member {name!r} is damaged: {name}/zarr.json is unreadable ({describe(exc)})") from None
     if not isinstance(arr, zarr.Array):
         raise _fail(path, f"member {name!r} is a group, expected an array")
     return arr
@@ -311,7 +301,7 @@ def _check_member(path: Path, group: zarr.Group, name: str, shape: tuple, dtype:
     try:
         chunks = tuple(arr.chunks)
     except Exception as exc:  # not a regular chunk grid
-        raise _fail(path, f"member {name!r} has an unsupported chunk grid ({_one_line(exc)})") from None
+        raise _fail(path, f"member {name!r} has an unsupported chunk grid ({describe(exc)})") from None
     if chunks != (chunk_rows, *shape[1:]):
         raise _fail(path, f"member {name!r} has chunks {chunks}, expected {chunk_rows} rows of whole samples "
                           f"(the chunk rows of 'images')")
@@ -336,7 +326,7 @@ def open_dataset(path: str | Path) -> Dataset:
     try:
         meta_json = json.loads((path / "zarr.json").read_bytes())
     except (OSError, ValueError) as exc:
-        raise _fail(path, f"unreadable zarr.json ({_one_line(exc)})") from None
+        raise _fail(path, f"unreadable zarr.json ({describe(exc)})") from None
     if not isinstance(meta_json, dict) or meta_json.get("zarr_format") != 3 or meta_json.get("node_type") != "group":
         raise _fail(path, "not a galaug dataset (zarr.json does not describe a Zarr v3 group)")
     attributes = meta_json.get("attributes", {})
@@ -355,7 +345,7 @@ def open_dataset(path: str | Path) -> Dataset:
         # each member's own zarr.json, checked above against the consolidated copy
         group = zarr.open_group(store=str(path), mode="r", use_consolidated=False)
     except Exception as exc:  # zarr raises several types for broken metadata
-        raise _fail(path, f"cannot open as a Zarr group ({_one_line(exc)})") from None
+        raise _fail(path, f"cannot open as a Zarr group ({describe(exc)})") from None
     n = int(meta["n"])
     images = _member(path, group, "images")
     if images is None:
@@ -368,7 +358,7 @@ def open_dataset(path: str | Path) -> Dataset:
     try:
         chunk_rows = int(images.chunks[0])
     except Exception as exc:
-        raise _fail(path, f"member 'images' has an unsupported chunk grid ({_one_line(exc)})") from None
+        raise _fail(path, f"member 'images' has an unsupported chunk grid ({describe(exc)})") from None
 
     def check(name: str, shape: tuple) -> None:
         _check_member(path, group, name, shape, fmt.DTYPES[name], chunk_rows)

@@ -10,7 +10,7 @@ import shutil
 import sys
 import uuid
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def dead_writer(tag: str) -> bool:
+    """Whether ``tag`` (what follows ``.tmp-`` in a temporary's name: ``PID`` or ``PID-...``) names a
+    process that no longer runs, so that what it left can be tidied."""
+    pid = tag.split("-", 1)[0]
+    return pid.isdigit() and not _pid_alive(int(pid))
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -52,13 +59,11 @@ def _clean_stale(final: Path) -> None:
         for p in sorted(final.parent.iterdir()):
             for kind in ("tmp", "old"):
                 prefix = f".{final.name}.{kind}-"
-                if p.name.startswith(prefix):
-                    pid = p.name[len(prefix):].split("-", 1)[0]
-                    if pid.isdigit() and not _pid_alive(int(pid)):
-                        if kind == "old" and not (final.exists() or final.is_symlink()):
-                            os.rename(p, final)
-                        else:
-                            _remove(p)
+                if p.name.startswith(prefix) and dead_writer(p.name[len(prefix):]):
+                    if kind == "old" and not (final.exists() or final.is_symlink()):
+                        os.rename(p, final)
+                    else:
+                        _remove(p)
 
 
 def temporary_sibling(final: Path) -> Path:
@@ -233,11 +238,8 @@ class DatasetWriter:
         self._buffered = 0
         self._closed = False
         self.tmp = temporary_sibling(self.path)
-        try:
+        with self._disk_errors():
             self._group = zarr.open_group(store=str(self.tmp), mode="w-", zarr_format=3)
-        except OSError as exc:
-            self.abort()
-            raise self._write_error(exc) from None
         _faults.point("dataset.start")
         self._arrays: dict[str, zarr.Array] = {}
         tail = {"images": self.image_shape, "origin": (), "index": ()}
@@ -249,7 +251,7 @@ class DatasetWriter:
             tail["z"] = (int(z_dim),)
         if self._meta["clean_shape"] is not None:
             tail["clean"] = tuple(self._meta["clean_shape"])
-        try:
+        with self._disk_errors():
             for name, rest in tail.items():
                 # every chunk stored (zarr skips all-fill-value ones by default), so that readers can tell a
                 # missing chunk file from zeros; zstd's checksum makes a damaged chunk an error, not data
@@ -257,9 +259,6 @@ class DatasetWriter:
                     name, shape=(0, *rest), chunks=(self.chunk_rows, *rest), dtype=fmt.DTYPES[name],
                     compressors=ZstdCodec(level=0, checksum=True), config={"write_empty_chunks": True},
                 )
-        except OSError as exc:
-            self.abort()
-            raise self._write_error(exc) from None
 
     # -- writing ---------------------------------------------------------------
     def append(self, images: np.ndarray, *, origin: int | np.ndarray = 0, index: np.ndarray | None = None,
@@ -298,14 +297,11 @@ class DatasetWriter:
         joined = {k: np.concatenate([b[k] for b in self._buffer]) for k in self._buffer[0]}
         take = (self._buffered // self.chunk_rows) * self.chunk_rows if whole_chunks else self._buffered
         start, stop = self.n, self.n + take
-        try:
+        with self._disk_errors():
             for name, arr in self._arrays.items():
                 if arr.shape[0] < stop:  # a presized array (sharded writes) is not shrunk
                     arr.resize((stop, *arr.shape[1:]))
                 arr[start:stop] = joined[name][:take]
-        except OSError as exc:  # a full or read-only disk
-            self.abort()
-            raise self._write_error(exc) from None
         rest = {k: v[take:] for k, v in joined.items()}
         self._buffer = [rest] if self._buffered - take else []
         self._buffered -= take
@@ -327,12 +323,9 @@ class DatasetWriter:
         """
         if self.n or self._buffered:
             raise RuntimeError("presize before appending")
-        try:
+        with self._disk_errors():
             for arr in self._arrays.values():
                 arr.resize((n, *arr.shape[1:]))
-        except OSError as exc:
-            self.abort()
-            raise self._write_error(exc) from None
         self.n = n
 
     @property
@@ -368,24 +361,29 @@ class DatasetWriter:
         if self._closed:
             raise RuntimeError("writer is closed")
         try:
-            self._flush(whole_chunks=False)
-            self._meta["n"] = self.n
-            self._group.update_attributes({fmt.ATTR: self._meta})
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-                zarr.consolidate_metadata(str(self.tmp))
-            commit_path(self.tmp, self.path, overwrite=self.overwrite)
-        except OSError as exc:  # a full or read-only disk
-            self.abort()
-            raise self._write_error(exc) from None
+            with self._disk_errors():
+                self._flush(whole_chunks=False)
+                self._meta["n"] = self.n
+                self._group.update_attributes({fmt.ATTR: self._meta})
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+                    zarr.consolidate_metadata(str(self.tmp))
+                commit_path(self.tmp, self.path, overwrite=self.overwrite)
         except BaseException:
             self.abort()
             raise
         self._closed = True
         return open_dataset(self.path)
 
-    def _write_error(self, exc: OSError) -> DatasetError:
-        return DatasetError(f"{self.path}: cannot write the dataset ({exc.strerror or exc}); nothing was written")
+    @contextlib.contextmanager
+    def _disk_errors(self) -> Iterator[None]:
+        """A full or read-only disk (any ``OSError``) aborts the write and is one ``DatasetError``."""
+        try:
+            yield
+        except OSError as exc:
+            self.abort()
+            raise DatasetError(f"{self.path}: cannot write the dataset ({exc.strerror or exc}); "
+                               "nothing was written") from None
 
     def abort(self) -> None:
         """Discard everything written; the final path is left as it was."""

@@ -14,7 +14,6 @@ import dataclasses
 import fnmatch
 import glob
 import math
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from galaug.config import config_to_dict, resolve_config
 from galaug.data import _format as fmt
 from galaug.data.provenance import make_entry
 from galaug.data.writer import DatasetWriter, check_output
-from galaug.errors import GalaugError, PluginError
+from galaug.errors import GalaugError, PluginError, one_line
 from galaug.kinds import Reader
 from galaug.sources.readers import FileUnits
 
@@ -239,11 +238,6 @@ def _crop(image: np.ndarray, size: int) -> np.ndarray:
     return image[:, top:top + size, left:left + size]
 
 
-def _one_line(text: str, limit: int = 240) -> str:
-    text = re.sub(r"\s+", " ", str(text)).strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 # -- the run ---------------------------------------------------------------------------
 
 class _Agreement:
@@ -313,7 +307,7 @@ class _Ingest:
         return self.on_bad == "reject" or (self.on_bad == "fill" and kind != _NONFINITE)
 
     def reject(self, label: str, reason: str, kind: str) -> None:
-        self.bad.append((label, _one_line(reason), kind))
+        self.bad.append((label, one_line(reason, 240), kind))
         self.failing = self.failing or self.fatal(kind)
 
     def add(self, label: str, image: np.ndarray, bands: tuple[str, ...] | None, units: Any) -> None:

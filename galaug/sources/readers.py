@@ -23,7 +23,7 @@ from typing import Any, Literal
 import astropy.units as u
 import numpy as np
 
-from galaug.errors import require
+from galaug.errors import describe, one_line, require
 from galaug.kinds import Reader
 
 __all__ = [
@@ -119,14 +119,9 @@ class FitsConfig:
 _FITS_BITPIX = (8, 16, 32, 64, -32, -64)
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _astropy_note(caught: list[warnings.WarningMessage], category: type) -> str:
     """What astropy warned about while failing (e.g. a header size), to end the error with."""
-    notes = [_one_line(str(w.message), 200) for w in caught
+    notes = [one_line(str(w.message), 200) for w in caught
              if issubclass(w.category, category) and "may have been truncated" not in str(w.message)]
     return f"; astropy: {notes[0]}" if notes else ""
 
@@ -266,7 +261,7 @@ class FitsReader(Reader):
                                       _fits_text(headers[0], "BUNIT") or _fits_text(headers[1], "BUNIT"))
         except (OSError, EOFError, IndexError, KeyError, TypeError) as exc:
             # astropy reports a broken file through any of these
-            raise ValueError(f"not a readable FITS file ({_one_line(f'{type(exc).__name__}: {exc}')}"
+            raise ValueError(f"not a readable FITS file ({describe(exc)}"
                              f"{_astropy_note(caught, AstropyUserWarning)})") from None
         yield path.name, image, bands, units
 

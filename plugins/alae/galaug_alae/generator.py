@@ -386,11 +386,14 @@ def _train_step(nets: Nets, opt_ed, opt_fg, x: torch.Tensor, cfg: AlaeConfig, le
     def noise() -> list[torch.Tensor]:
         return [n[part] for n in nets.G.random_noise(b, level, device=dev)]
 
-    def step(opt, loss, *modules) -> None:
-        opt.zero_grad(set_to_none=True)
+    def step(opts, loss, *modules) -> None:
+        """Backward, gradients of ``modules`` averaged over processes, then each optimiser of ``opts``."""
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients([p for m in modules for p in m.parameters()])
-        opt.step()
+        for opt in opts:
+            opt.step()
 
     # 1. E and D: real vs fake in w-space, with R1 on the real images
     nets.requires_grad_(False)
@@ -410,7 +413,7 @@ def _train_step(nets: Nets, opt_ed, opt_fg, x: torch.Tensor, cfg: AlaeConfig, le
     if penalise:
         (grad,) = torch.autograd.grad(d_real.sum(), x, create_graph=True)
         loss_r1 = grad.float().pow(2).sum(dim=(1, 2, 3)).mean()
-    step(opt_ed, loss_d + cfg.r1_gamma / 2 * cfg.r1_every * loss_r1, nets.E, nets.D)
+    step((opt_ed,), loss_d + cfg.r1_gamma / 2 * cfg.r1_every * loss_r1, nets.E, nets.D)
     # 2. F and G against the frozen E and D
     nets.requires_grad_(False)
     nets.F.requires_grad_(True)
@@ -420,7 +423,7 @@ def _train_step(nets: Nets, opt_ed, opt_fg, x: torch.Tensor, cfg: AlaeConfig, le
         fake = nets.G(_mixed_styles(nets, z, level, cfg.style_mixing, mapping=nets.F, part=part, batch=b),
                       noise(), level=level, alpha=alpha)
         loss_g = F.softplus(-nets.D(nets.E(fake, level=level, alpha=alpha)).float()).mean()
-    step(opt_fg, loss_g, nets.F, nets.G)
+    step((opt_fg,), loss_g, nets.F, nets.G)
     # 3. latent reconstruction E(G(w)) = w, updating G and E (w = F(z) held fixed, as in ALAE)
     nets.requires_grad_(False)
     nets.G.requires_grad_(True)
@@ -432,12 +435,7 @@ def _train_step(nets: Nets, opt_ed, opt_fg, x: torch.Tensor, cfg: AlaeConfig, le
         rec = nets.E(nets.G(_styles(w, nets.G.num_layers), noise(), level=level, alpha=alpha),
                      level=level, alpha=alpha).float()
     loss_lae = (rec - w).pow(2).mean()
-    opt_fg.zero_grad(set_to_none=True)
-    opt_ed.zero_grad(set_to_none=True)
-    loss_lae.backward()
-    distributed.average_gradients([p for m in (nets.G, nets.E) for p in m.parameters()])
-    opt_fg.step()
-    opt_ed.step()
+    step((opt_fg, opt_ed), loss_lae, nets.G, nets.E)
     nets.requires_grad_(False)
     for m in (nets.F, nets.G, nets.E, nets.D):
         m.requires_grad_(True)

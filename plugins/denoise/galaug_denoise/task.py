@@ -303,6 +303,7 @@ def train_denoiser(cfg: DenoiseConfig, *, data: Path, run_dir: Path, degrade: st
         No pairs to train on (see :func:`resolve_pairs`), images the model
         cannot take, too few rows, NaN/Inf pixels.
     """
+    main = distributed.is_main()  # rank 0 of several processes (or the only one): logs and checkpoints
     ds = open_dataset(data)
     pairs = resolve_pairs(ds, degrade)
     shape = ds.clean_shape if pairs.target == "clean" else ds.image_shape
@@ -334,13 +335,12 @@ def train_denoiser(cfg: DenoiseConfig, *, data: Path, run_dir: Path, degrade: st
         torch.set_rng_state(state["rng"]["torch"])  # after building the net, whose init draws from it
         start, best, best_epoch = state["epoch"], state["best_loss"], state["best_epoch"]
         bad_epochs, stopped = state["bad_epochs"], state["stopped"]
-        if distributed.is_main() and metrics_path.exists():  # drop the epochs logged after the checkpoint
+        if main and metrics_path.exists():  # drop the epochs logged after the checkpoint
             trim_metrics(metrics_path, "epoch", start)
     net.to(device)
     norm.to(device)
     _optimizer_to(optimizer, device)
 
-    main = distributed.is_main()
     sampler = SplitSampler(split, batch_size=cfg.batch_size, seed=seed, max_batches=cfg.max_steps_per_epoch,
                            rank=distributed.rank(), world=distributed.world_size())
     loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=sampler, num_workers=cfg.num_workers,
