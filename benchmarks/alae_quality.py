@@ -50,7 +50,7 @@ from scipy.stats import wasserstein_distance
 from galaug import load_generator
 from galaug.config import config_to_dict
 from galaug.fitting import FitResult, fit_sersic
-from galaug.generators import new_run_dir, write_options
+from galaug.runs import new_run_dir, write_options
 from galaug.sources.sersic import PARAM_NAMES, Sersic, SersicConfig
 from galaug.sources.simulate import simulate
 from galaug_alae.generator import PRESETS, Alae, AlaeConfig
@@ -82,7 +82,7 @@ def train(preset: str, data, run_root: Path, *, minutes: float, steps: int | Non
     included), which follows the load of a shared machine.
     """
     config = AlaeConfig(**PRESETS[preset])
-    run = new_run_dir(run_root, generator="alae", data=data.path)
+    run = new_run_dir(run_root, name="alae", data=data.path)
     write_options(run, {"generator": "alae", "preset": preset, "config": config_to_dict(config),
                         "data": str(Path(data.path).resolve()), "data_id": data.id, "seed": seed, "steps": steps,
                         "command": " ".join([Path(sys.executable).name, *sys.argv])})

@@ -29,8 +29,9 @@ import galsim
 import numpy as np
 import torch
 
-from galaug.degrade import parse_pipeline
-from galaug.pluginmanager import PluginManager
+from galaug.degrade import Pipeline
+from galaug.degrade.noise import GaussianNoise, GaussianNoiseConfig
+from galaug.degrade.psf import GaussianPSF, GaussianPSFConfig
 
 
 def make_images(n: int, bands: int, size: int, seed: int = 0) -> np.ndarray:
@@ -90,8 +91,8 @@ def main() -> None:
     a = p.parse_args()
 
     images = make_images(max(a.n, a.n_galsim), a.bands, a.size)
-    registry = PluginManager(autoload=False, blocked=()).registry
-    pipeline = parse_pipeline(f"psf:gaussian(sigma={a.sigma})|noise:gaussian(std={a.std})", registry=registry)
+    psf = GaussianPSF(GaussianPSFConfig(sigma=a.sigma))
+    pipeline = Pipeline([psf, GaussianNoise(GaussianNoiseConfig(std=a.std))])
     batch = torch.from_numpy(images[:a.n])
     threads = torch.get_num_threads()
     print(f"{a.n} galaug / {a.n_galsim} GalSim images of {a.bands} x {a.size} x {a.size}; "
@@ -114,7 +115,7 @@ def main() -> None:
     galsim.utilities.set_omp_threads(galsim_threads)
     rates = {key: (a.n if key[0] == "galaug" else a.n_galsim) / t for key, t in best.items()}
 
-    blur = parse_pipeline(f"psf:gaussian(sigma={a.sigma})", registry=registry)
+    blur = Pipeline([psf])
     ours = blur.apply(torch.from_numpy(images[:1]), 0)[0].numpy()
     theirs = galsim_degrade(images[0], a.sigma, None, rng)
     agreement = np.abs(ours - theirs).max() / theirs.max()

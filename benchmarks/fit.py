@@ -58,9 +58,9 @@ import scipy.special
 import torch
 from astropy.modeling.models import Sersic2D
 
-from galaug._progress import progress
+from galaug.progress import progress
 from galaug.fitting import fit_sersic, render_sersic
-from galaug.fitting.sersic import _converged as converged  # galaug's rule, applied to the baseline too
+from galaug.fitting.fit import _converged as converged  # galaug's rule, applied to the baseline too
 from galaug.sources.sersic import Sersic, SersicConfig, draw_sersic
 
 PSF_FWHM = 1.0  # arcsec, the source's default

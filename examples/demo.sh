@@ -23,29 +23,30 @@ galaug info "$OUT/real.zarr"
 
 step "split into train and validation (seeded, disjoint)"
 galaug split "$OUT/real.zarr" --val 0.2 --seed 0 --overwrite
-galaug show "$OUT/real-train.zarr" -o "$OUT/real-train.png" -n 25 --overwrite
+galaug show "$OUT/real-train.zarr" "$OUT/real-train.png" -n 25 --overwrite
 
 step "degrade the validation set: Gaussian PSF and noise (the denoiser's inputs)"
 galaug degrade "$OUT/real-val.zarr" "$OUT/real-val-degraded.zarr" \
-  --pipeline "psf:gaussian(sigma=1.5)|noise:gaussian(std=40)" --seed 0 --overwrite
-galaug show "$OUT/real-val-degraded.zarr" -o "$OUT/real-val-degraded.png" -n 25 --overwrite
+  --degrade "psf:gaussian(sigma=1.5)|noise:gaussian(std=40)" --seed 0 --overwrite
+galaug show "$OUT/real-val-degraded.zarr" "$OUT/real-val-degraded.png" -n 25 --overwrite
 
 step "FITS out and back in"
-galaug export "$OUT/real-val.zarr" --fits "$OUT/real-val-fits" --limit 50 --overwrite
+galaug export "$OUT/real-val.zarr" "$OUT/real-val-fits" --limit 50 --overwrite
 galaug ingest "$OUT/real-val-fits" "$OUT/real-val-reingested.zarr" --overwrite
 
 step "real Hubble Deep Field stamps (scikit-image's image) through the Python API"
 python "$HERE/hubble_deep_field.py" "$OUT/hdf.zarr" --size 48 -n 120 --overwrite
-galaug show "$OUT/hdf.zarr" -o "$OUT/hdf.png" -n 25 --overwrite
+galaug show "$OUT/hdf.zarr" "$OUT/hdf.png" -n 25 --overwrite
 
 step "train the ALAE generator (preset tiny, $TRAIN_STEPS steps)"
 rm -rf "$OUT/runs"
 galaug train alae "$OUT/real-train.zarr" --preset tiny --steps "$TRAIN_STEPS" --run-dir "$OUT/runs" --device cpu
 RUN=$(ls -d "$OUT"/runs/*-alae-* | tail -1)
+galaug info "$RUN"
 
 step "samples of the demo's own short run"
 galaug generate alae "$RUN" "$OUT/gen-demo-run.zarr" -n 200 --seed 0 --overwrite
-galaug show "$OUT/gen-demo-run.zarr" -o "$OUT/gen-demo-run.png" -n 25 --overwrite
+galaug show "$OUT/gen-demo-run.zarr" "$OUT/gen-demo-run.png" -n 25 --overwrite
 
 N_TRAIN=$(python -c "import galaug, sys; print(len(galaug.open_dataset(sys.argv[1])))" "$OUT/real-train.zarr")
 if [ "$N_REAL" = 1000 ] && [ -z "${GEN_RUN:-}" ]; then
@@ -58,7 +59,7 @@ else
 fi
 step "generate 5x the training set in two processes (the same images as one) with $GEN_FROM"
 galaug generate alae "$GEN_RUN" "$OUT/gen.zarr" -n $((5 * N_TRAIN)) --seed 0 --overwrite --nproc 2
-galaug show "$OUT/gen.zarr" -o "$OUT/gen.png" -n 25 --overwrite
+galaug show "$OUT/gen.zarr" "$OUT/gen.png" -n 25 --overwrite
 
 step "mix: 10% of the real training set + 5x generated (the study's scarce-data arm)"
 galaug mix "$OUT/mix-10real+gen.zarr" --real-data "$OUT/real-train.zarr" --real 0.1 \
@@ -99,18 +100,18 @@ step "latent structure of the shipped Sersic-trained generator (examples/checkpo
 # control images from the source it was trained on (32x32 at 0.792"/pixel, Gaussian PSF FWHM 1", noise 1% of the peak)
 galaug simulate sersic "$OUT/sersic-control.zarr" -n 300 --size 32 --set pixel_scale=0.792 \
   --set noise_std=0.4428649139404297 --seed 11 --overwrite
-galaug analyze latent-structure "$SHIPPED/alae-sersic-tiny" "$OUT/sersic-control.zarr" -o "$OUT/latent" \
+galaug analyze latent-structure "$SHIPPED/alae-sersic-tiny" "$OUT/sersic-control.zarr" "$OUT/latent" \
   --set n="${LATENT_N:-600}" --set walk_latents=4 --set control=300 --seed 0 --overwrite
 
 step "interpolation between four latents, and between four encoded validation galaxies"
-galaug analyze interpolate "$GEN_RUN" -o "$OUT/interpolate" --seed 3 --overwrite
-galaug analyze interpolate "$GEN_RUN" "$OUT/real-val.zarr" -o "$OUT/interpolate-encoded" \
+galaug analyze interpolate "$GEN_RUN" "$OUT/interpolate" --seed 3 --overwrite
+galaug analyze interpolate "$GEN_RUN" "$OUT/real-val.zarr" "$OUT/interpolate-encoded" \
   --set corners=encode --set rows=0,1,2,3 --overwrite
 
 step "realism: generated vs held-out real galaxies, real training vs held-out as the floor"
-galaug analyze realism "$OUT/gen.zarr" "$OUT/real-val.zarr" "$OUT/real-train.zarr" -o "$OUT/realism" \
+galaug analyze realism "$OUT/gen.zarr" "$OUT/real-val.zarr" "$OUT/real-train.zarr" "$OUT/realism" \
   --set n="${REALISM_N:-150}" --set band=r --set workers=2 --seed 0 --overwrite
-galaug analyze realism "$OUT/gen-demo-run.zarr" "$OUT/real-val.zarr" -o "$OUT/realism-demo-run" \
+galaug analyze realism "$OUT/gen-demo-run.zarr" "$OUT/real-val.zarr" "$OUT/realism-demo-run" \
   --set n="${REALISM_N:-150}" --set band=r --set workers=2 --seed 0 --overwrite
 
 step "report"
@@ -163,7 +164,7 @@ title = "Realism of the demo's own short run"
 text = "The same measures for the $TRAIN_STEPS-step run (no floor row: compare with the section above)."
 analysis = "realism-demo-run"
 TOML
-galaug report "$OUT/report.toml" -o "$OUT/report.html" --overwrite
+galaug report "$OUT/report.toml" "$OUT/report.html" --overwrite
 
 step "results"
 echo "The ratio experiment ($(head -1 "$OUT/experiment/results.md")):"

@@ -93,7 +93,7 @@ step "info: bands, pixel scale, flux unit and provenance of what was read"
 galaug info "$OUT/real.zarr"
 
 step "show: a grid of the first $SHOW_N cutouts (asinh stretch, colour for 3+ bands)"
-galaug show "$OUT/real.zarr" -o "$OUT/real.png" -n "$SHOW_N" --overwrite
+galaug show "$OUT/real.zarr" "$OUT/real.png" -n "$SHOW_N" --overwrite
 
 step "split: disjoint training and validation sets (validation share $VAL, seed $SEED)"
 galaug split "$OUT/real.zarr" --val "$VAL" --seed "$SEED" --overwrite
@@ -107,12 +107,12 @@ RUN=$(ls -d "$OUT"/runs/*-alae-* | tail -1)
 
 step "generate: ${GEN_FACTOR}x the training set ($((GEN_FACTOR * N_TRAIN)) images) from the trained generator"
 galaug generate alae "$RUN" "$OUT/gen.zarr" -n $((GEN_FACTOR * N_TRAIN)) --seed "$SEED" --device "$DEVICE" --overwrite
-galaug show "$OUT/gen.zarr" -o "$OUT/gen.png" -n "$SHOW_N" --overwrite
+galaug show "$OUT/gen.zarr" "$OUT/gen.png" -n "$SHOW_N" --overwrite
 
 step "mix: $REAL_SHARE of the real training set + ${GEN_FACTOR}x generated (the scarce-data arm)"
 galaug mix "$OUT/mix.zarr" --real-data "$OUT/real-train.zarr" --real "$REAL_SHARE" \
   --gen-data "$OUT/gen.zarr" --gen "${GEN_FACTOR}x" --seed "$SEED" --overwrite
-galaug show "$OUT/mix.zarr" -o "$OUT/mix.png" -n "$SHOW_N" --random --seed "$SEED" --overwrite
+galaug show "$OUT/mix.zarr" "$OUT/mix.png" -n "$SHOW_N" --random --seed "$SEED" --overwrite
 
 if [[ -z $DEGRADE ]]; then
   # the noise of each band, measured on the outer pixels of the training images (1.4826 x the median
@@ -141,9 +141,9 @@ fi
 echo "DEGRADE=\"$DEGRADE\""
 
 step "degrade: the validation set as the denoiser will see it (a figure)"
-galaug degrade "$OUT/real-val.zarr" "$OUT/real-val-degraded.zarr" --pipeline "$DEGRADE" --seed "$SEED" \
+galaug degrade "$OUT/real-val.zarr" "$OUT/real-val-degraded.zarr" --degrade "$DEGRADE" --seed "$SEED" \
   --overwrite
-galaug show "$OUT/real-val-degraded.zarr" -o "$OUT/real-val-degraded.png" -n "$SHOW_N" --overwrite
+galaug show "$OUT/real-val-degraded.zarr" "$OUT/real-val-degraded.png" -n "$SHOW_N" --overwrite
 
 step "task train: the denoiser on the mix, degraded on the fly"
 rm -rf "$OUT/task-runs"
@@ -152,7 +152,7 @@ galaug task train denoise "$OUT/mix.zarr" --degrade "$DEGRADE" --run-dir "$OUT/t
 TASK_RUN=$(ls -d "$OUT"/task-runs/*-denoise-* | tail -1)
 
 step "task eval: the denoiser on the validation set (nominal, lower resolution, 5x noise, both)"
-galaug task eval denoise "$TASK_RUN" "$OUT/real-val.zarr" -o "$OUT/denoise-metrics.json" --device "$DEVICE" \
+galaug task eval denoise "$TASK_RUN" "$OUT/real-val.zarr" "$OUT/denoise-metrics.json" --device "$DEVICE" \
   --seed "$SEED" --overwrite
 "$PYTHON" - "$OUT/denoise-metrics.json" "$OUT/denoise.md" <<'PY'
 import json, sys
@@ -170,11 +170,11 @@ print(text, end="")
 PY
 
 step "analyze realism: generated vs validation, with training vs validation as the floor (n=$REALISM_N)"
-galaug analyze realism "$OUT/gen.zarr" "$OUT/real-val.zarr" "$OUT/real-train.zarr" -o "$OUT/realism" \
+galaug analyze realism "$OUT/gen.zarr" "$OUT/real-val.zarr" "$OUT/real-train.zarr" "$OUT/realism" \
   --set n="$REALISM_N" --seed "$SEED" --overwrite
 
 step "analyze interpolate: a $INTERP_K x $INTERP_K grid between four latents of the generator"
-galaug analyze interpolate "$RUN" -o "$OUT/interpolate" --set k="$INTERP_K" --seed "$SEED" --overwrite
+galaug analyze interpolate "$RUN" "$OUT/interpolate" --set k="$INTERP_K" --seed "$SEED" --overwrite
 
 step "report: one HTML page of all of it"
 cat > "$OUT/report.toml" <<TOML
@@ -211,7 +211,7 @@ analysis = "realism"
 title = "Latent interpolation"
 analysis = "interpolate"
 TOML
-galaug report "$OUT/report.toml" -o "$OUT/report.html" --overwrite
+galaug report "$OUT/report.toml" "$OUT/report.html" --overwrite
 
 step "done"
 cat <<MSG

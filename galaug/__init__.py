@@ -1,6 +1,6 @@
 """galaug: augment galaxy image training sets with a learned generator, and measure whether it helps."""
 
-__version__ = "0.1.0"
+from galaug._version import __version__
 
 from galaug.data import Dataset, DatasetWriter, create_dataset, make_entry, open_dataset  # noqa: E402
 from galaug.errors import ConfigError, DatasetError, GalaugError, PluginError  # noqa: E402

@@ -11,14 +11,14 @@ warning and the previous one used.
 from __future__ import annotations
 
 import json
-import os
 import re
 import warnings
 from pathlib import Path
 from typing import Any
 
-from galaug import _faults
+from galaug import faults
 from galaug.errors import GalaugError
+from galaug.files import atomic_path, atomic_write_text, dead_writer
 
 __all__ = ["CheckpointStore", "trim_metrics"]
 
@@ -38,9 +38,7 @@ def trim_metrics(path: Path, key: str, last: int) -> None:
                 kept.append(line + "\n")
         except (ValueError, KeyError, TypeError):
             continue
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(kept))
 
 
 class CheckpointStore:
@@ -70,19 +68,14 @@ class CheckpointStore:
     def _write(self, path: Path, state: dict[str, Any]) -> Path:
         import torch
 
-        from galaug.data.writer import dead_writer
-
         path.parent.mkdir(exist_ok=True)
         for stale in path.parent.glob(".*.pt.tmp-*"):  # left by a writer that was killed
             if dead_writer(stale.name.rpartition(".tmp-")[2]):
                 stale.unlink(missing_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as f:
-            torch.save({"format": self.format, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        _faults.point("checkpoint.write")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                torch.save({"format": self.format, **state}, f)
+            faults.point("checkpoint.write")
         return path
 
     def save(self, state: dict[str, Any], *, number: int, keep: int) -> Path:

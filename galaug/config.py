@@ -18,7 +18,7 @@ from typing import Any, Literal, Union
 
 from galaug.errors import ConfigError
 
-__all__ = ["resolve_config", "parse_set", "config_to_dict", "config_to_toml", "convert", "read_toml"]
+__all__ = ["resolve_config", "preset_values", "parse_set", "config_to_dict", "config_to_toml", "convert", "read_toml", "InvalidConfig"]
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -166,16 +166,42 @@ def _merge(base: dict, extra: dict) -> dict:
     return merged
 
 
-def _build(cls: type, kwargs: dict[str, Any]) -> Any:
+class InvalidConfig(ConfigError):
+    """Values of the right types that the plugin's own checks (its Config's ``__post_init__``) refuse."""
+
+
+def _build(cls: type, kwargs: dict[str, Any], *, check: bool = True) -> Any:
     types_ = _field_types(cls)
     built = {}
     for key, value in kwargs.items():
         tp = types_[key]
-        built[key] = _build(tp, value) if dataclasses.is_dataclass(tp) and isinstance(value, dict) else value
+        built[key] = (_build(tp, value, check=check) if dataclasses.is_dataclass(tp) and isinstance(value, dict)
+                      else value)
+    if not check:
+        return _unchecked(cls, built)
     try:
         return cls(**built)
     except (TypeError, ValueError) as exc:  # __post_init__ checks of the plugin
-        raise ConfigError(f"invalid config: {exc}") from None
+        raise InvalidConfig(f"invalid config: {exc}") from None
+
+
+def _unchecked(cls: type, values: dict[str, Any]) -> Any:
+    """An instance of dataclass ``cls`` with ``values`` over the defaults, without running ``__post_init__``."""
+    obj = object.__new__(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            value = values[f.name]
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            try:
+                value = f.default_factory()
+            except (TypeError, ValueError):
+                value = _unchecked(f.default_factory, {}) if dataclasses.is_dataclass(f.default_factory) else None
+        else:
+            raise ConfigError(f"config key {f.name!r} has no default; give it")
+        object.__setattr__(obj, f.name, value)
+    return obj
 
 
 def read_toml(path: str | Path, *, what: str) -> dict[str, Any]:
@@ -193,19 +219,38 @@ def read_toml(path: str | Path, *, what: str) -> dict[str, Any]:
         raise ConfigError(f"{what} {str(path)!r} is not valid TOML: nested too deeply") from None
 
 
+def preset_values(cls: type, preset: str | None, *, name: str) -> dict[str, Any] | None:
+    """The config overrides of ``preset`` from the component class ``cls`` (None for no preset).
+
+    Raises :class:`ConfigError` naming the presets there are.
+    """
+    if preset is None:
+        return None
+    presets = getattr(cls, "presets", None) or {}
+    if preset not in presets:
+        raise ConfigError(f"unknown preset {preset!r} for {name} (presets: {', '.join(presets) or 'none'})")
+    return dict(presets[preset])
+
+
 def resolve_config(cls: type, *, file: str | Path | None = None, sets: typing.Iterable[str] = (),
-                   overrides: dict[str, Any] | None = None) -> Any:
+                   overrides: dict[str, Any] | None = None, base: dict[str, Any] | None = None,
+                   check: bool = True) -> Any:
     """Build an instance of dataclass ``cls`` from defaults, a TOML file and ``--set`` items.
 
-    Later sources win: defaults, then ``file``, then ``overrides`` (values
-    from typed command-line options), then ``sets``.
+    Later sources win: defaults, then ``base`` (a preset), then ``file``,
+    then ``overrides`` (values from typed command-line options), then
+    ``sets``. With ``check=False``
+    the plugin's own checks (``__post_init__``) are skipped, so that a config
+    they refuse can still be shown (``galaug config``); every key and type
+    is checked all the same.
 
     Raises
     ------
     ConfigError
-        Naming the key, for an unknown key, a wrong type or an unreadable file.
+        Naming the key, for an unknown key, a wrong type or an unreadable file;
+        :class:`InvalidConfig` when the plugin's checks refuse the values.
     """
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = _apply(cls, base, " (from the preset)") if base else {}
     if file is not None:
         path = Path(file)
         data = read_toml(path, what="config file")
@@ -221,7 +266,7 @@ def resolve_config(cls: type, *, file: str | Path | None = None, sets: typing.It
             node = node.setdefault(part, {})
         node[parts[-1]] = raw
         values = _merge(values, _apply(cls, nested, " (from --set)"))
-    return _build(cls, values)
+    return _build(cls, values, check=check)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -251,19 +296,27 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {v!r} as TOML")
 
 
-def config_to_toml(config: Any) -> str:
-    """The config as TOML that :func:`resolve_config` reads back (``None`` values are omitted)."""
+def config_to_toml(config: Any, *, unset: bool = False) -> str:
+    """The config as TOML that :func:`resolve_config` reads back.
+
+    ``None`` values are omitted, or, with ``unset``, written as comments
+    that name the key and its type (``# sigma: unset (float | tuple[float, ...])``).
+    """
     lines: list[str] = []
 
-    def emit(d: dict, table: str) -> None:
+    def emit(d: dict, table: str, cls: Any) -> None:
+        types_ = _field_types(cls) if dataclasses.is_dataclass(cls) else {}
         if table:
             lines.append(f"\n[{table}]")
         for k, v in d.items():
             if v is not None and not isinstance(v, dict):
                 lines.append(f"{k} = {_toml_value(v)}")
+            elif v is None and unset:
+                kind = _type_name(types_[k]).removesuffix(" | None") if k in types_ else "any"
+                lines.append(f"# {k}: unset ({kind})")
         for k, v in d.items():
             if isinstance(v, dict):
-                emit(v, f"{table}.{k}" if table else k)
+                emit(v, f"{table}.{k}" if table else k, types_.get(k))
 
-    emit(config_to_dict(config), "")
+    emit(config_to_dict(config), "", type(config))
     return "\n".join(lines).lstrip("\n") + "\n"

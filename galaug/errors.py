@@ -4,10 +4,13 @@ Every exception here ends a command as one line on stderr and exit status 2;
 anything else is a bug and keeps its traceback.
 """
 
+import functools
 import importlib
+from collections.abc import Callable
 from types import ModuleType
 
-__all__ = ["GalaugError", "DatasetError", "ConfigError", "PluginError", "require", "one_line", "describe", "short"]
+__all__ = ["GalaugError", "DatasetError", "ConfigError", "PluginError", "ParamError", "require", "one_line",
+           "describe", "short"]
 
 
 class GalaugError(Exception):
@@ -24,6 +27,44 @@ class ConfigError(GalaugError, ValueError):
 
 class PluginError(GalaugError):
     """A plugin is unknown, broken, or registered something invalid."""
+
+
+class _Spelling(dict):
+    """Fields of a :class:`ParamError` template: the values given, every other field a parameter name."""
+
+    def __init__(self, spell: Callable[[str], str], values: dict[str, object]) -> None:
+        super().__init__(values)
+        self.spell = spell
+
+    def __missing__(self, name: str) -> str:
+        return self.spell(name)
+
+
+class ParamError(GalaugError, ValueError):
+    """A bad value of a function's parameter, naming the parameters but not how a front end spells them.
+
+    ``template`` writes every parameter as a field named after it
+    (``"{gen} must be a multiple (5x), got {text!r}"``); ``values`` fill the
+    other fields (user text goes here, never into the template). ``str(exc)``
+    writes the parameters as the library calls them (``gen``); a front end
+    writes its own spelling with :meth:`spelled` (the CLI: ``--gen``).
+
+    Attributes
+    ----------
+    param : str
+        The parameter whose value is at fault.
+    """
+
+    def __init__(self, param: str, template: str, **values: object) -> None:
+        self.param, self.template, self.values = param, template, values
+        super().__init__(self.spelled())
+
+    def __reduce__(self):  # pickles across processes (the default passes only the message)
+        return functools.partial(type(self), **self.values), (self.param, self.template)
+
+    def spelled(self, spell: Callable[[str], str] = str) -> str:
+        """The message with every parameter ``name`` written as ``spell(name)``."""
+        return self.template.format_map(_Spelling(spell, self.values))
 
 
 def one_line(text: str, limit: int | None = 300) -> str:

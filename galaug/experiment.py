@@ -27,7 +27,9 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -125,22 +127,30 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def run_experiment(config: ExperimentConfig, arms: tuple[Arm, ...], task_config: dict[str, Any], *,
-                   manager=None, echo=print) -> Path:
-    """Run every (arm, seed) not finished yet, then write the results; returns the output folder."""
-    from galaug.config import config_to_dict
+                   manager=None, echo=print, overwrite: bool = False, inputs: list[str | Path] = ()) -> Path:
+    """Run every (arm, seed) not finished yet, then write the results; returns the output folder.
+
+    With ``overwrite``, once everything is checked, the output folder is
+    deleted first and the experiment starts afresh: only a folder that holds
+    nothing but an experiment's output, and none of the experiment's data or
+    ``inputs`` (its TOML file).
+    """
     from galaug.data import open_dataset
-    from galaug.degrade import parse_pipeline
-    from galaug.generators import write_options
-    from galaug.mix import mix_datasets
+    from galaug.degrade import as_pipeline
+    from galaug.files import atomic_write_text
     from galaug.pluginmanager import get_manager
+    from galaug.runs import evaluate_run, plan_training
 
     manager = manager or get_manager()
     cls = manager.get("task", config.task)
-    task_cfg = resolve_config(cls.Config, overrides=task_config)
-    if config.degrade:
-        parse_pipeline(config.degrade)
+    resolve_config(cls.Config, overrides=task_config)  # a bad task config fails before any work
+    pipeline = as_pipeline(config.degrade)  # parsed once, for every arm's training and evaluation
     real, val = open_dataset(config.real), open_dataset(config.val)
+    if config.gen:
+        open_dataset(config.gen)
     out = Path(config.out)
+    if overwrite:  # nothing is deleted for an experiment that would fail its checks
+        _start_afresh(out, inputs=[*inputs, config.real, config.val, config.gen, config.generator])
     for sub in ("mixes", "runs", "results"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     total = len(arms) * len(config.seeds)
@@ -154,34 +164,65 @@ def run_experiment(config: ExperimentConfig, arms: tuple[Arm, ...], task_config:
                 echo(f"[{done}/{total}] {arm.name}, seed {seed}: done before, skipped")
                 continue
             echo(f"[{done}/{total}] {arm.name}, seed {seed}")
-            mix_path = out / "mixes" / f"{tag}.zarr"
-            gen_kw = {"gen_data": config.gen or None, "generator": config.generator or None}
-            if arm.alpha is not None:
-                mix = mix_datasets(mix_path, real_data=real.path, alpha=arm.alpha, size=len(real), seed=seed,
-                                   overwrite=True, **gen_kw)
-            elif arm.gen:
-                mix = mix_datasets(mix_path, real_data=real.path, real=arm.real, gen=arm.gen, seed=seed,
-                                   overwrite=True, **gen_kw)
-            else:
-                mix = mix_datasets(mix_path, real_data=real.path, real=arm.real, seed=seed, overwrite=True)
-            run = out / "runs" / tag
-            if run.exists():  # an interrupted training of this pair: start it again
-                import shutil
-
-                shutil.rmtree(run)
-            run.mkdir()
-            write_options(run, {"task": config.task, "config": config_to_dict(task_cfg), "data": str(mix.path),
-                                "data_id": mix.id, "degrade": config.degrade or None, "seed": seed, "arm": arm.name})
-            cls(task_cfg).train(mix.path, run, degrade=config.degrade or None, device=config.device, seed=seed)
-            metrics = cls(task_cfg).evaluate(run, val.path, degrade=config.degrade or None, device=config.device,
-                                             seed=0)
+            mix = _mix(arm, out / "mixes" / f"{tag}.zarr", config, real, seed)
+            run_path = out / "runs" / tag
+            if run_path.exists():  # an interrupted training of this pair: start it again
+                shutil.rmtree(run_path)
+            plan = plan_training("task", config.task, mix.path, manager=manager, overrides=task_config, seed=seed,
+                                 degrade=pipeline, extra={"arm": arm.name})
+            run = plan.run(plan.start(path=run_path), device=config.device)
+            metrics, _ = evaluate_run(run, val.path, degrade=pipeline, device=config.device, seed=0,
+                                      manager=manager)
             counts = mix.origin_counts()
-            tmp = result.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"arm": dataclasses.asdict(arm), "seed": seed, "n_real": counts["real"],
-                                       "n_generated": counts["generated"], "metrics": metrics}, indent=2))
-            tmp.replace(result)
+            atomic_write_text(result, json.dumps({"arm": dataclasses.asdict(arm), "seed": seed,
+                                                  "n_real": counts["real"], "n_generated": counts["generated"],
+                                                  "metrics": metrics}, indent=2))
     summarise(out, arms, config.seeds, metric=config.metric)
     return out
+
+
+#: What an experiment writes into its output folder.
+_OWN = frozenset({"mixes", "runs", "results", "results.csv", "results.json", "results.md", "results.png"})
+
+
+def _start_afresh(out: Path, *, inputs: list[str]) -> None:
+    """Delete the experiment folder ``out`` (``--overwrite``), refusing anything but an experiment's own output.
+
+    The folder is first renamed out of the way, so an interrupted delete
+    never leaves a half folder that a later run would resume.
+    """
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise GalaugError(f"{out}: not an experiment output folder; --overwrite deletes only such a folder")
+    resolved = out.resolve()
+    here = Path.cwd().resolve()
+    if resolved == here or resolved in here.parents:
+        raise GalaugError(f"{out}: --overwrite does not delete the current folder or one above it")
+    for path in inputs:
+        if path and (resolved == Path(path).resolve() or resolved in Path(path).resolve().parents):
+            raise GalaugError(f"{out}: --overwrite would delete {path}, an input of the experiment")
+    strangers = sorted(p.name for p in resolved.iterdir() if p.name not in _OWN)
+    if strangers:
+        raise GalaugError(f"{out}: holds {', '.join(strangers[:3])}{', ...' if len(strangers) > 3 else ''}, "
+                          "not only an experiment's output; --overwrite deletes only such a folder")
+    trash = resolved.with_name(f".{resolved.name}.overwritten-{os.getpid()}")
+    resolved.rename(trash)
+    shutil.rmtree(trash)
+
+
+def _mix(arm: Arm, path: Path, config: ExperimentConfig, real, seed: int):
+    """The training set of one (arm, seed): a mix of the real set and generated images."""
+    from galaug.mix import mix_datasets
+
+    gen_kw = {"gen_data": config.gen or None, "generator": config.generator or None}
+    if arm.alpha is not None:
+        return mix_datasets(path, real_data=real.path, alpha=arm.alpha, size=len(real), seed=seed, overwrite=True,
+                            **gen_kw)
+    if arm.gen:
+        return mix_datasets(path, real_data=real.path, real=arm.real, gen=arm.gen, seed=seed, overwrite=True,
+                            **gen_kw)
+    return mix_datasets(path, real_data=real.path, real=arm.real, seed=seed, overwrite=True)
 
 
 def summarise(out: Path, arms: tuple[Arm, ...], seeds, *, metric: str) -> dict[str, Any]:
@@ -230,10 +271,9 @@ def summarise(out: Path, arms: tuple[Arm, ...], seeds, *, metric: str) -> dict[s
 
 
 def _plot(path: Path, table, test_sets, metric: str) -> None:
-    import matplotlib
+    from galaug.viz import pyplot
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     arms = list(table)
     fig, axes = plt.subplots(1, len(test_sets), figsize=(3.2 * len(test_sets), 3.4), squeeze=False)

@@ -14,20 +14,46 @@ lives in :mod:`galaug.pluginmanager`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pluggy
 
 if TYPE_CHECKING:
     import click
 
-    from galaug.registry import Registrar
-
-__all__ = ["hookspec", "hookimpl", "galaug_register", "galaug_cli"]
+__all__ = ["hookspec", "hookimpl", "Registrar", "galaug_register", "galaug_cli"]
 
 PROJECT = "galaug"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@runtime_checkable
+class Registrar(Protocol):
+    """What :func:`galaug_register` is handed: one method per component kind.
+
+    Each method takes a component class deriving from the kind's base class
+    in :mod:`galaug.kinds`, or an import path ``"module:Class"`` together
+    with ``name=`` (and optionally ``summary=``) so that the module is
+    imported only when the component is used. The registrar is valid only
+    while ``galaug_register`` runs. (The implementation is
+    :class:`galaug.registry.Registrar`.)
+    """
+
+    def source(self, target: Any, *, name: str | None = None, summary: str = "") -> None:
+        """Register a :class:`galaug.kinds.Source`."""
+
+    def generator(self, target: Any, *, name: str | None = None, summary: str = "") -> None:
+        """Register a :class:`galaug.kinds.Generator`."""
+
+    def degradation(self, target: Any, *, name: str | None = None, summary: str = "") -> None:
+        """Register a :class:`galaug.kinds.Degradation`."""
+
+    def task(self, target: Any, *, name: str | None = None, summary: str = "") -> None:
+        """Register a :class:`galaug.kinds.Task`."""
+
+    def analysis(self, target: Any, *, name: str | None = None, summary: str = "") -> None:
+        """Register a :class:`galaug.kinds.Analysis`."""
 
 
 @hookspec
@@ -48,7 +74,7 @@ def galaug_register(register: Registrar) -> None:
 
     Parameters
     ----------
-    register : galaug.registry.Registrar
+    register : Registrar
         Has one method per kind: ``source``, ``generator``, ``degradation``,
         ``task`` and ``analysis``. A name already registered for the same
         kind, a class that does not derive from the kind's base, or an

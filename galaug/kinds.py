@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from galaug.degrade import Pipeline
+
 __all__ = [
     "KINDS",
     "Component",
@@ -224,6 +226,26 @@ class Degradation(Component):
         """Output pixel scale over input pixel scale (2.0 when the resolution is halved)."""
         return 1.0
 
+    def scaled(self, factor: float) -> Degradation:
+        """The same degradation with its noise ``factor`` times stronger in standard deviation.
+
+        Tasks use it for their stronger-noise test sets
+        (:meth:`galaug.degrade.Pipeline.scaled`). A degradation that draws no
+        random numbers (``stochastic = False``: PSFs, resampling) returns
+        itself; a stochastic one overrides this method and returns a new
+        instance, leaving ``self`` unchanged.
+
+        Raises
+        ------
+        ValueError
+            For a stochastic degradation that does not implement it.
+        """
+        if not self.stochastic:
+            return self
+        from galaug.degrade.pipeline import spec_name
+
+        raise ValueError(f"cannot make {spec_name(self.name)} {factor:g}x stronger: it does not implement scaled()")
+
 
 class Task(Component):
     """A downstream task trained on a dataset under a degradation, then evaluated.
@@ -236,22 +258,27 @@ class Task(Component):
 
     kind = "task"
 
-    def train(self, data: Path, run_dir: Path, *, degrade: str | None = None, device: str = "cpu",
+    def train(self, data: Path, run_dir: Path, *, degrade: Pipeline | None = None, device: str = "cpu",
               seed: int = 0, resume: bool = False) -> None:
-        """Train on the dataset at ``data`` (any mix), degrading inputs on the fly with the pipeline spec ``degrade``.
+        """Train on the dataset at ``data`` (any mix), degrading inputs on the fly with ``degrade``.
 
-        ``run_dir`` exists and holds ``options.json``; write checkpoints and
-        ``metrics.jsonl`` there; with ``resume``, continue from the newest
-        good checkpoint.
+        ``degrade`` is the degradation pipeline, parsed once by the caller
+        (its canonical spec is in ``options.json``); None means the dataset's
+        stored pairs (a ``galaug degrade`` output). ``run_dir`` exists and
+        holds ``options.json``; write checkpoints and ``metrics.jsonl`` there
+        (:class:`galaug.runs.Training` does the bookkeeping); with
+        ``resume``, continue from the newest good checkpoint.
         """
         raise NotImplementedError
 
-    def evaluate(self, run_dir: Path, data: Path, *, degrade: str | None = None, device: str = "cpu",
+    def evaluate(self, run_dir: Path, data: Path, *, degrade: Pipeline | None = None, device: str = "cpu",
                  seed: int = 0) -> dict[str, Any]:
         """Evaluate the trained run on ``data``; JSON-serialisable metrics.
 
-        ``degrade`` defaults to the training degradation; every random step
-        uses fixed seeds so that every model sees identical inputs.
+        ``degrade`` is the evaluation pipeline: the caller passes the run's
+        own unless the user chose another (None: the dataset's stored
+        pairs). Every random step uses fixed seeds so that every model sees
+        identical inputs.
         """
         raise NotImplementedError
 
@@ -259,7 +286,7 @@ class Task(Component):
 class Analysis(Component):
     """Looks at a generator or at datasets; writes figures and a report.
 
-    ``galaug analyze NAME INPUT... -o OUT`` creates ``OUT`` atomically,
+    ``galaug analyze NAME INPUT... OUT`` creates ``OUT`` atomically,
     calls :meth:`run`, and writes what it returns to ``OUT/report.json``
     together with the config, seed and inputs.
     """

@@ -1,12 +1,18 @@
 """Mixing real and generated images into one dataset (``galaug mix``).
 
-Two ways to say how much of each:
+Two ways to say how much of each (the grammar of the values is
+:mod:`galaug.ratios`'s):
 
 - counts: ``real`` is a fraction (0.1), a percentage (10%) or a count of the
   real set; ``gen`` is a multiple of the *full* real set (``5x``, the study's
   "100% gen"), a fraction or percentage of the generated set, or a count;
 - ``alpha`` with ``size``: each of ``size`` samples comes from the generated
-  set with probability ``alpha`` (the paper's mixing loader).
+  set with probability ``alpha`` (the paper's mixing loader). This is what
+  alpha means everywhere in galaug: the probability that a sample of the mix
+  is generated.
+
+Errors in these values are :class:`galaug.errors.ParamError` naming the
+parameter (``gen``); ``galaug mix`` names the option (``--gen``).
 
 Samples are chosen without replacement (unless ``replace``), with the seed.
 The output is written in one streaming pass: each source is read in
@@ -21,57 +27,39 @@ grow with N. ``origin`` and ``index`` say where every sample came from.
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 
 import numpy as np
 
-from galaug._progress import progress
+from galaug.progress import progress
 from galaug.data import Dataset, create_dataset, make_entry, open_dataset
-from galaug.data.ops import resolve_count
-from galaug.errors import GalaugError
+from galaug.errors import GalaugError, ParamError
+from galaug.ratios import parse_alpha, parse_share, resolve_share
 
 __all__ = ["MixPlan", "plan_mix", "mix_datasets", "parse_gen"]
-
-_MULTIPLE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*x\s*$", re.I)
 
 
 def parse_gen(value: str | int | float, *, n_real: int, n_gen: int | None) -> int:
     """Generated count from ``"5x"`` (times the full real set), a fraction/percentage of the generated set, or a count.
 
     ``n_gen`` is None when images are generated on the fly (no upper bound;
-    then a fraction needs a multiple or a count instead).
+    then a fraction needs a multiple or a count instead). The grammar is
+    :mod:`galaug.ratios`'s; errors are :class:`galaug.errors.ParamError`
+    naming ``gen``.
     """
-    text = str(value).strip()
-    if m := _MULTIPLE.match(text):
-        factor = float(m.group(1))
-        if not 0 < factor < 1e12:
-            raise GalaugError(f"--gen {text}: the multiple must be a positive number")
-        k = round(factor * n_real)
-    elif text.lower().endswith("x"):
-        raise GalaugError(f"--gen {text!r}: a multiple looks like 5x or 0.5x")
-    else:
-        if n_gen is None:
-            try:
-                k = int(text)
-            except ValueError:
-                raise GalaugError(f"--gen {text!r}: with --generator give a multiple (5x) or a count") from None
-        else:
-            try:
-                k = resolve_count(text, n_gen, what="--gen")
-            except GalaugError as exc:
-                if "must be a fraction" in str(exc):
-                    raise GalaugError(f"--gen must be a multiple of the real set (5x), a fraction (0.5) or "
-                                      f"percentage (50%) of --gen-data, or a count (300), got {text!r}") from None
-                if "asks for" in str(exc):
-                    raise GalaugError(f"--gen {text} asks for more generated images than the {n_gen} in --gen-data "
-                                      "(generate more, or use --generator RUN)") from None
-                raise
-    if k < 0:
-        raise GalaugError(f"--gen {text}: must not be negative")
-    if n_gen is not None and k > n_gen:
-        raise GalaugError(f"--gen {text} asks for {k} generated images but --gen-data holds {n_gen} "
-                          "(generate more, or use --generator RUN)")
+    on_the_fly = n_gen is None
+    expected = ("a multiple of the real set (5x) or a count (300)" if on_the_fly else
+                "a multiple of the real set (5x), a fraction (0.5) or percentage (50%) of {gen_data}, or a count (300)")
+    share = parse_share(value, param="gen", multiple=True, expected=expected)
+    if share.kind == "fraction" and on_the_fly:
+        raise ParamError("gen", "{gen} {text!r}: with {generator} give a multiple (5x) or a count", text=share.text)
+    k = share.of(n_real if share.kind == "multiple" else (n_gen or 0))
+    if not on_the_fly and k > n_gen:
+        if share.kind == "multiple":
+            raise ParamError("gen", "{gen} {text} asks for {k} generated images but {gen_data} holds {n_gen} "
+                             "(generate more, or use {generator})", text=share.text, k=k, n_gen=n_gen)
+        raise ParamError("gen", "{gen} {text} asks for more generated images than the {n_gen} in {gen_data} "
+                         "(generate more, or use {generator})", text=share.text, n_gen=n_gen)
     return k
 
 
@@ -99,9 +87,9 @@ class MixPlan:
 
 def _choose(rng: np.random.Generator, n: int, k: int, *, replace: bool, what: str) -> np.ndarray:
     if k > n and not replace:
-        raise GalaugError(f"{what}: {k} samples asked from {n} without --replace")
+        raise ParamError(what, "{%s}: {k} samples asked from {n} without {replace}" % what, k=k, n=n)
     if n == 0 and k > 0:
-        raise GalaugError(f"{what}: the dataset is empty")
+        raise ParamError(what, "{%s}: the dataset is empty" % what)
     return np.sort(rng.choice(n, size=k, replace=replace)) if k else np.empty(0, np.int64)
 
 
@@ -111,25 +99,25 @@ def plan_mix(*, n_real: int, n_gen: int | None, real: str | float | None = None,
     rng = np.random.default_rng(seed)
     if alpha is not None:
         if real is not None or gen is not None:
-            raise GalaugError("--alpha with --size replaces --real and --gen; give one or the other")
-        if not 0 <= alpha <= 1:
-            raise GalaugError(f"--alpha must be between 0 and 1, got {alpha}")
+            raise ParamError("alpha", "{alpha} with {size} replaces {real} and {gen}; give one or the other")
+        alpha = parse_alpha(alpha)
         if size is None or size < 1:
-            raise GalaugError("--alpha needs --size N (the total number of samples)")
+            raise ParamError("alpha", "{alpha} needs {size} N (the total number of samples)")
         k_gen = int(rng.binomial(size, alpha))
         k_real = size - k_gen
         if n_gen is not None and k_gen > n_gen and not replace:
-            raise GalaugError(f"--alpha {alpha} --size {size} draws {k_gen} generated images but --gen-data holds "
-                              f"{n_gen} (use --replace, a smaller --size, or --generator RUN)")
+            raise ParamError("alpha", "{alpha} {alpha_value} with {size} {size_value} draws {k} generated images but "
+                             "{gen_data} holds {n_gen} (use {replace}, a smaller {size}, or {generator})",
+                             alpha_value=alpha, size_value=size, k=k_gen, n_gen=n_gen)
     else:
         if size is not None:
-            raise GalaugError("--size goes with --alpha")
-        k_real = resolve_count("1.0" if real is None else real, n_real, what="--real")
+            raise ParamError("size", "{size} goes with {alpha}")
+        k_real = resolve_share("1.0" if real is None else real, n_real, param="real")
         k_gen = 0 if gen is None else parse_gen(gen, n_real=n_real, n_gen=n_gen)
     if k_real + k_gen == 0:
         raise GalaugError("the mix would be empty")
-    real_rows = _choose(rng, n_real, k_real, replace=replace, what="--real")
-    gen_rows = (np.arange(k_gen) if n_gen is None else _choose(rng, n_gen, k_gen, replace=replace, what="--gen"))
+    real_rows = _choose(rng, n_real, k_real, replace=replace, what="real")
+    gen_rows = (np.arange(k_gen) if n_gen is None else _choose(rng, n_gen, k_gen, replace=replace, what="gen"))
     order = np.zeros(k_real + k_gen, dtype=np.uint8)
     order[rng.choice(len(order), size=k_gen, replace=False)] = 1
     return MixPlan(real_rows.astype(np.int64), gen_rows.astype(np.int64), order)
@@ -203,7 +191,7 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
         Called with the resolved counts before anything is written.
     """
     if (gen_data is None) == (generator is None) and (gen is not None or alpha is not None):
-        raise GalaugError("give exactly one of --gen-data and --generator")
+        raise ParamError("gen_data", "give exactly one of {gen_data} and {generator}")
     real_ds = open_dataset(real_data)
     gen_ds = model = None
     if gen_data is not None:

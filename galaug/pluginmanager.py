@@ -99,7 +99,7 @@ class PluginManager:
         self.pm.add_hookspecs(hookspecs)
         self.registry = Registry()
         self.plugins: dict[str, Plugin] = {}
-        from galaug import __version__
+        from galaug._version import __version__
 
         for module in DEFAULT_PLUGINS if builtins is None else builtins:
             self._load(module, lambda m=module: importlib.import_module(m), "galaug", __version__)

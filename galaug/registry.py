@@ -167,7 +167,7 @@ class Registry:
 
 
 class Registrar:
-    """Handed to :func:`galaug.hookspecs.galaug_register`; one method per kind.
+    """Handed to :func:`galaug.hookspecs.galaug_register`; implements :class:`galaug.hookspecs.Registrar`.
 
     Each method takes a component class, or an import path ``"module:Class"``
     together with ``name=`` (and optionally ``summary=``) so that the module

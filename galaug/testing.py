@@ -8,7 +8,7 @@ and use the :func:`galaug_plugins` fixture::
 
     def test_my_analysis(galaug_plugins, tmp_path):
         galaug_plugins.register(my_plugin_module)
-        result = galaug_plugins.invoke("analyze", "my-analysis", "data.zarr", "-o", tmp_path / "out")
+        result = galaug_plugins.invoke("analyze", "my-analysis", "data.zarr", tmp_path / "out")
         assert result.exit_code == 0, result.output
 """
 

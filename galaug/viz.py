@@ -7,7 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["asinh_gray", "asinh_rgb", "pick_rgb_bands", "image_grid", "save_grid"]
+__all__ = ["pyplot", "asinh_gray", "asinh_rgb", "pick_rgb_bands", "image_grid", "save_grid"]
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend: figures are files, never windows.
+
+    A backend chosen before (``MPLBACKEND``, an earlier ``matplotlib.use``) is kept.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _robust_scale(x: np.ndarray) -> tuple[float, float]:
@@ -83,11 +96,7 @@ def image_grid(images: np.ndarray, channels: Sequence[int], *, q: float = 8.0) -
 def save_grid(images: np.ndarray, path: str | Path, *, channels: Sequence[int], labels: Sequence[str] = (),
               title: str = "", q: float = 8.0, ncols: int | None = None) -> Path:
     """Save a grid of (N, C, H, W) images to a PNG (or any format matplotlib writes)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     tiles = image_grid(images, channels, q=q)
     n = len(tiles)
     ncols = ncols or int(np.ceil(np.sqrt(n)))

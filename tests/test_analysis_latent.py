@@ -137,7 +137,7 @@ SMALL = ["--set", "n=80", "--set", "folds=3", "--set", "walk_latents=2", "--set"
 def test_latent_structure_finds_the_planted_ordering(cli, sersic_data, tmp_path):
     run = make_run(tmp_path / "run", sersic_data)
     out = tmp_path / "latent"
-    result = cli.invoke("analyze", "latent-structure", str(run), "-o", str(out), "--seed", "1", *SMALL)
+    result = cli.invoke("analyze", "latent-structure", str(run), str(out), "--seed", "1", *SMALL)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     r = report["results"]
@@ -164,7 +164,7 @@ def test_latent_structure_finds_the_planted_ordering(cli, sersic_data, tmp_path)
 def test_latent_structure_in_z_space_and_with_a_given_control(cli, sersic_data, tmp_path):
     run = make_run(tmp_path / "run")  # no training data: PSF and control must be given
     out = tmp_path / "latent"
-    result = cli.invoke("analyze", "latent-structure", str(run), str(sersic_data.path), "-o", str(out),
+    result = cli.invoke("analyze", "latent-structure", str(run), str(sersic_data.path), str(out),
                         "--set", "space=z", "--set", "walk_latents=0", *SMALL)
     assert result.exit_code == 0, result.output
     r = json.loads((out / "report.json").read_text())["results"]
@@ -172,7 +172,7 @@ def test_latent_structure_in_z_space_and_with_a_given_control(cli, sersic_data, 
     assert r["psf"] == "Gaussian PSF of the control data"
     assert r["parameters"]["flux"]["spearman_rho"] > 0.85
     assert r["control"]["data"] == str(sersic_data.path)
-    result = cli.invoke("analyze", "latent-structure", str(run), "-o", str(tmp_path / "border"), "--set", "control=0",
+    result = cli.invoke("analyze", "latent-structure", str(run), str(tmp_path / "border"), "--set", "control=0",
                         "--set", "psf_fwhm=1.0", "--set", "n=40", "--set", "folds=2", "--set", "walk_latents=0")
     assert result.exit_code == 0, result.output
     r = json.loads((tmp_path / "border" / "report.json").read_text())["results"]
@@ -181,13 +181,13 @@ def test_latent_structure_in_z_space_and_with_a_given_control(cli, sersic_data, 
 
 def test_latent_structure_errors(cli, sersic_data, tmp_path):
     run = make_run(tmp_path / "run")
-    assert_user_error(cli.invoke("analyze", "latent-structure", str(run), "-o", str(tmp_path / "a")),
+    assert_user_error(cli.invoke("analyze", "latent-structure", str(run), str(tmp_path / "a")),
                       "psf_fwhm")
-    assert_user_error(cli.invoke("analyze", "latent-structure", str(tmp_path), "-o", str(tmp_path / "b")),
+    assert_user_error(cli.invoke("analyze", "latent-structure", str(tmp_path), str(tmp_path / "b")),
                       "not a galaug run")
-    assert_user_error(cli.invoke("analyze", "latent-structure", str(run), "-o", str(tmp_path / "c"),
+    assert_user_error(cli.invoke("analyze", "latent-structure", str(run), str(tmp_path / "c"),
                                  "--set", "band=g", "--set", "psf_fwhm=1"), "band 'g'", "r")
-    assert_user_error(cli.invoke("analyze", "latent-structure", str(run), "-o", str(tmp_path / "d"),
+    assert_user_error(cli.invoke("analyze", "latent-structure", str(run), str(tmp_path / "d"),
                                  "--set", "split=tertile"), "split")
     assert not any(p.name in "abcd" for p in tmp_path.iterdir())  # nothing half-written
 
@@ -215,7 +215,7 @@ def test_a_jump_in_the_grid_scores_more_than_an_even_path():
 def test_interpolate_random_corners(cli, tmp_path):
     run = make_run(tmp_path / "run")
     out = tmp_path / "interp"
-    result = cli.invoke("analyze", "interpolate", str(run), "-o", str(out), "--set", "k=5", "--set", "grids=2")
+    result = cli.invoke("analyze", "interpolate", str(run), str(out), "--set", "k=5", "--set", "grids=2")
     assert result.exit_code == 0, result.output
     r = json.loads((out / "report.json").read_text())["results"]
     assert len(r["grids"]) == 2 and r["k"] == 5
@@ -242,13 +242,13 @@ def test_interpolate_encoded_corners_of_a_trained_alae(galaug_plugins, tmp_path)
     Alae(AlaeConfig(image_size=16, latent_dim=8, mapping_layers=2, fmap_base=32, fmap_max=8, batch_size=8,
                     steps=4, transform_samples=32, sample_every=1000)).train(data.path, run, seed=0)
     out = tmp_path / "interp"
-    result = galaug_plugins.invoke("analyze", "interpolate", str(run), str(data.path), "-o", str(out),
+    result = galaug_plugins.invoke("analyze", "interpolate", str(run), str(data.path), str(out),
                                    "--set", "corners=encode", "--set", "rows=0,1,2,3", "--set", "k=3")
     assert result.exit_code == 0, result.output
     r = json.loads((out / "report.json").read_text())["results"]
     assert r["rows"] == [0, 1, 2, 3] and len(r["grids"]) == 1
-    assert_user_error(galaug_plugins.invoke("analyze", "interpolate", str(run), str(data.path), "-o",
+    assert_user_error(galaug_plugins.invoke("analyze", "interpolate", str(run), str(data.path),
                                             str(tmp_path / "x"), "--set", "corners=encode", "--set", "rows=0,1,2,99"),
                       "out of range")
-    assert_user_error(galaug_plugins.invoke("analyze", "interpolate", str(run), "-o", str(tmp_path / "y"),
+    assert_user_error(galaug_plugins.invoke("analyze", "interpolate", str(run), str(tmp_path / "y"),
                                             "--set", "corners=encode", "--set", "rows=0,1,2,3"), "needs a dataset")

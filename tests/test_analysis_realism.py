@@ -46,7 +46,7 @@ def cli(galaug_plugins):
 
 
 def analyze(cli, out, *inputs, sets=()):
-    result = cli.invoke("analyze", "realism", *inputs, "-o", out, *[a for s in sets for a in ("--set", s)])
+    result = cli.invoke("analyze", "realism", *inputs, out, *[a for s in sets for a in ("--set", s)])
     assert result.exit_code == 0, result.output
     return json.loads((out / "report.json").read_text())
 
@@ -168,5 +168,5 @@ def test_bad_input_is_one_line_and_exit_2(cli, data, make_dataset, tmp_path, cas
         "too many power bands": [heldout, heldout, "--set", "power_bands=99"],
         "bad degrade": [heldout, heldout, "--set", "degrade=psf:gausian(fwhm=1)"],
     }[case]
-    assert_user_error(cli.invoke("analyze", "realism", *args, "-o", out), *fragments)
+    assert_user_error(cli.invoke("analyze", "realism", *args, out), *fragments)
     assert not out.exists()

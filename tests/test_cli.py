@@ -91,17 +91,17 @@ def test_split_default_names(cli, make_dataset):
 
 def test_show_writes_a_colour_grid_and_a_grey_one(cli, make_dataset, tmp_path):
     ds = make_dataset(10)
-    assert cli.invoke("show", ds.path, "-o", tmp_path / "rgb.png", "-n", "4").exit_code == 0
+    assert cli.invoke("show", ds.path, tmp_path / "rgb.png", "-n", "4").exit_code == 0
     rgb = np.asarray(Image.open(tmp_path / "rgb.png").convert("RGB")).astype(int)
     assert (np.abs(rgb[..., 0] - rgb[..., 2]) > 30).any()  # a colour composite, not grey
-    assert cli.invoke("show", ds.path, "-o", tmp_path / "g.png", "--bands", "r", "--random").exit_code == 0
+    assert cli.invoke("show", ds.path, tmp_path / "g.png", "--bands", "r", "--random").exit_code == 0
     grey = np.asarray(Image.open(tmp_path / "g.png").convert("RGB")).astype(int)
     assert (grey[..., 0] == grey[..., 2]).all()
 
 
 def test_export_writes_one_fits_per_image_with_header(cli, make_dataset, tmp_path):
     ds = make_dataset(9, params=True)
-    res = cli.invoke("export", ds.path, "--fits", tmp_path / "fits", "--limit", "5")
+    res = cli.invoke("export", ds.path, tmp_path / "fits", "--limit", "5")
     assert res.exit_code == 0, res.output
     files = sorted((tmp_path / "fits").iterdir())
     assert len(files) == 5
@@ -117,7 +117,7 @@ def test_export_writes_one_fits_per_image_with_header(cli, make_dataset, tmp_pat
 
 def test_analyze_writes_report_with_config_and_seed(cli, make_dataset, tmp_path):
     ds = make_dataset(6)
-    res = cli.invoke("analyze", "count", ds.path, "-o", tmp_path / "out", "--set", "scale=2", "--seed", "5")
+    res = cli.invoke("analyze", "count", ds.path, tmp_path / "out", "--set", "scale=2", "--seed", "5")
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["results"] == {"n": [12.0]} and report["seed"] == 5 and report["config"] == {"scale": 2.0}
@@ -145,13 +145,13 @@ def test_missing_member(cli, make_dataset):
     meta = json.loads((ds.path / "zarr.json").read_text())
     meta.pop("consolidated_metadata", None)
     (ds.path / "zarr.json").write_text(json.dumps(meta))
-    assert_user_error(cli.invoke("show", ds.path, "-o", ds.path.parent / "x.png"), "missing member 'index'")
+    assert_user_error(cli.invoke("show", ds.path, ds.path.parent / "x.png"), "missing member 'index'")
     assert not (ds.path.parent / "x.png").exists()
 
 
 def test_unknown_plugin_name(cli, make_dataset, tmp_path):
     ds = make_dataset(5)
-    assert_user_error(cli.invoke("analyze", "cuont", ds.path, "-o", tmp_path / "o"),
+    assert_user_error(cli.invoke("analyze", "cuont", ds.path, tmp_path / "o"),
                       "unknown analysis plugin 'cuont'", "available: count")
     assert not (tmp_path / "o").exists()
     assert_user_error(cli.invoke("config", "sauce", "x"), "unknown kind 'sauce'")
@@ -159,22 +159,22 @@ def test_unknown_plugin_name(cli, make_dataset, tmp_path):
 
 def test_unknown_set_key(cli, make_dataset, tmp_path):
     ds = make_dataset(5)
-    assert_user_error(cli.invoke("analyze", "count", ds.path, "-o", tmp_path / "o", "--set", "scael=2"),
+    assert_user_error(cli.invoke("analyze", "count", ds.path, tmp_path / "o", "--set", "scael=2"),
                       "unknown config key 'scael'", "did you mean 'scale'")
     assert not (tmp_path / "o").exists()
 
 
 def test_wrong_set_type(cli, make_dataset, tmp_path):
     ds = make_dataset(5)
-    assert_user_error(cli.invoke("analyze", "count", ds.path, "-o", tmp_path / "o", "--set", "scale=big"),
+    assert_user_error(cli.invoke("analyze", "count", ds.path, tmp_path / "o", "--set", "scale=big"),
                       "config key 'scale' expects a number")
 
 
 @pytest.mark.parametrize("command", [
     ["split", "{ds}", "--train-out", "{exists}", "--val-out", "{tmp}/v.zarr"],
-    ["show", "{ds}", "-o", "{exists}"],
-    ["export", "{ds}", "--fits", "{exists}"],
-    ["analyze", "count", "{ds}", "-o", "{exists}"],
+    ["show", "{ds}", "{exists}"],
+    ["export", "{ds}", "{exists}"],
+    ["analyze", "count", "{ds}", "{exists}"],
 ])
 def test_existing_output_is_refused_and_untouched(cli, make_dataset, tmp_path, command):
     ds = make_dataset(5)
@@ -204,7 +204,7 @@ def test_bad_val_fraction(cli, make_dataset, tmp_path):
 
 def test_bad_band_for_show(cli, make_dataset, tmp_path):
     ds = make_dataset(4)
-    assert_user_error(cli.invoke("show", ds.path, "-o", tmp_path / "x.png", "--bands", "u,g,r"), "band(s) u not in")
+    assert_user_error(cli.invoke("show", ds.path, tmp_path / "x.png", "--bands", "u,g,r"), "band(s) u not in")
 
 
 def test_the_installed_command_prints_no_traceback(tmp_path):

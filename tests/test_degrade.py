@@ -460,7 +460,7 @@ SPEC = "psf:gaussian(sigma=1.5)|noise:ccd(sky_level=50, gain=2, read_noise=3)"
 
 def test_degrade_writes_degraded_images_paired_with_clean_ones(galaug_plugins, make_dataset, tmp_path):
     ds = make_dataset(20, params=True, pixel_scale=0.2 * u.arcsec)
-    res = galaug_plugins.invoke("degrade", ds.path, tmp_path / "d.zarr", "--pipeline", SPEC, "--seed", "7")
+    res = galaug_plugins.invoke("degrade", ds.path, tmp_path / "d.zarr", "--degrade", SPEC, "--seed", "7")
     assert res.exit_code == 0, res.output
     assert "wrote" in res.output and "20 samples" in res.output
     out = open_dataset(tmp_path / "d.zarr")
@@ -485,24 +485,24 @@ def test_degrade_output_does_not_depend_on_batch_size(galaug_plugins, make_datas
     outputs = []
     for batch in (3, 64):
         path = tmp_path / f"b{batch}.zarr"
-        res = galaug_plugins.invoke("degrade", ds.path, path, "--pipeline", SPEC, "--batch-size", batch, "--device", "cpu")
+        res = galaug_plugins.invoke("degrade", ds.path, path, "--degrade", SPEC, "--batch-size", batch, "--device", "cpu")
         assert res.exit_code == 0, res.output
         outputs.append(open_dataset(path).read()["images"])
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-6, atol=1e-4)
-    res = galaug_plugins.invoke("degrade", ds.path, tmp_path / "s1.zarr", "--pipeline", SPEC, "--seed", "1")
+    res = galaug_plugins.invoke("degrade", ds.path, tmp_path / "s1.zarr", "--degrade", SPEC, "--seed", "1")
     assert res.exit_code == 0 and not np.allclose(open_dataset(tmp_path / "s1.zarr").read()["images"], outputs[0])
 
 
 def test_degrade_resample_updates_size_and_pixel_scale_and_keeps_the_first_clean(galaug_plugins, make_dataset, tmp_path):
     ds = make_dataset(10, pixel_scale=0.2 * u.arcsec)
     first, second = tmp_path / "one.zarr", tmp_path / "two.zarr"
-    res = galaug_plugins.invoke("degrade", ds.path, first, "--pipeline", "resample(scale=2, keep_size=false)")
+    res = galaug_plugins.invoke("degrade", ds.path, first, "--degrade", "resample(scale=2, keep_size=false)")
     assert res.exit_code == 0, res.output
     one = open_dataset(first)
     assert one.image_shape == (3, 8, 8) and one.clean_shape == (3, 16, 16)
     assert one.pixel_scale.to_value(u.arcsec) == pytest.approx(0.4)
     np.testing.assert_allclose(one.read()["images"].sum((2, 3)), ds.read()["images"].sum((2, 3)), rtol=1e-4, atol=1e-3)
-    res = galaug_plugins.invoke("degrade", first, second, "--pipeline", "noise:gaussian(std=1)")
+    res = galaug_plugins.invoke("degrade", first, second, "--degrade", "noise:gaussian(std=1)")
     assert res.exit_code == 0, res.output
     two = open_dataset(second)
     assert np.array_equal(two.read()["clean"], ds.read()["images"])  # clean is still the undegraded input
@@ -520,7 +520,7 @@ def test_degrade_resample_updates_size_and_pixel_scale_and_keeps_the_first_clean
 def test_degrade_bad_pipelines_are_user_errors(galaug_plugins, make_dataset, tmp_path, spec, fragments):
     ds = make_dataset(5)
     before = sorted(os.listdir(tmp_path))
-    assert_user_error(galaug_plugins.invoke("degrade", ds.path, tmp_path / "o.zarr", "--pipeline", spec), *fragments)
+    assert_user_error(galaug_plugins.invoke("degrade", ds.path, tmp_path / "o.zarr", "--degrade", spec), *fragments)
     assert sorted(os.listdir(tmp_path)) == before
 
 
@@ -528,15 +528,15 @@ def test_degrade_bad_paths_are_user_errors(galaug_plugins, make_dataset, tmp_pat
     ds = make_dataset(5)
     exists = make_dataset(3, name="exists.zarr")
     before = sorted(os.listdir(tmp_path))
-    assert_user_error(galaug_plugins.invoke("degrade", ds.path, exists.path, "--pipeline", SPEC),
+    assert_user_error(galaug_plugins.invoke("degrade", ds.path, exists.path, "--degrade", SPEC),
                       "output exists", "--overwrite")
-    assert_user_error(galaug_plugins.invoke("degrade", tmp_path / "nope.zarr", tmp_path / "o.zarr", "--pipeline", SPEC),
+    assert_user_error(galaug_plugins.invoke("degrade", tmp_path / "nope.zarr", tmp_path / "o.zarr", "--degrade", SPEC),
                       "nope.zarr", "no such file or directory")
     if not torch.cuda.is_available():
-        assert_user_error(galaug_plugins.invoke("degrade", ds.path, tmp_path / "o.zarr", "--pipeline", SPEC,
+        assert_user_error(galaug_plugins.invoke("degrade", ds.path, tmp_path / "o.zarr", "--degrade", SPEC,
                                                 "--device", "cuda"), "CUDA is not available")
     assert sorted(os.listdir(tmp_path)) == before and open_dataset(exists.path).id == exists.id
-    res = galaug_plugins.invoke("degrade", ds.path, exists.path, "--pipeline", SPEC, "--overwrite")
+    res = galaug_plugins.invoke("degrade", ds.path, exists.path, "--degrade", SPEC, "--overwrite")
     assert res.exit_code == 0 and len(open_dataset(exists.path)) == 5
 
 
@@ -552,8 +552,8 @@ def test_listing_plugins_shows_degradations_without_importing_torch():
     env = dict(os.environ, GALAUG_DISABLE_PLUGIN_AUTOLOAD="1")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120).stdout
     rows = {tuple(line.split()[:2]): line for line in out.splitlines()}
-    for name in ("psf-gaussian", "psf-moffat", "psf-kernel", "noise-gaussian", "noise-poisson", "noise-ccd", "resample"):
-        assert rows[("degradation", name)].endswith("lazy")
+    for name in ("psf:gaussian", "psf:moffat", "psf:kernel", "noise:gaussian", "noise:poisson", "noise:ccd", "resample"):
+        assert rows[("degradation", name)].endswith("lazy")  # listed by their spec names
     assert out.strip().splitlines()[-1] == "TORCH False"
 
 

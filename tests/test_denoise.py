@@ -220,7 +220,7 @@ def test_eval_reports_the_four_test_sets_and_is_deterministic(trained, data):
 
 
 def test_resume_ends_with_the_same_weights(data, tmp_path, monkeypatch):
-    import galaug_denoise.task as task
+    import galaug_denoise.train as task
 
     cfg = DenoiseConfig(**{**TINY, "epochs": 4}, checkpoint_every=2, holdout=0.2)
     whole = new_run(tmp_path / "whole")
@@ -252,7 +252,7 @@ def test_resume_ends_with_the_same_weights(data, tmp_path, monkeypatch):
 
 
 def test_early_stopping_and_training_on_stored_pairs(tmp_path, monkeypatch):
-    import galaug_denoise.task as task
+    import galaug_denoise.train as task
 
     clean = galaxy_images(64, bands=2, seed=2)
     noisy = clean + np.random.default_rng(0).normal(scale=10, size=clean.shape).astype(np.float32)

@@ -86,9 +86,9 @@ def test_degrade_and_generate_under_torchrun_equal_one_process(tmp_path):
     """The real torchrun launcher, same environment contract as --nproc."""
     _noise_dataset(tmp_path / "in.zarr")
     spec = "psf:gaussian(sigma=1)|noise:gaussian(std=0.5)"
-    assert galaug_cli("degrade", tmp_path / "in.zarr", tmp_path / "d1.zarr", "--pipeline", spec, "--device", "cpu",
+    assert galaug_cli("degrade", tmp_path / "in.zarr", tmp_path / "d1.zarr", "--degrade", spec, "--device", "cpu",
                       "--seed", "3").returncode == 0
-    run = torchrun("degrade", tmp_path / "in.zarr", tmp_path / "d2.zarr", "--pipeline", spec, "--device", "cpu",
+    run = torchrun("degrade", tmp_path / "in.zarr", tmp_path / "d2.zarr", "--degrade", spec, "--device", "cpu",
                    "--seed", "3")
     assert run.returncode == 0, run.stderr
     assert_same_dataset(tmp_path / "d1.zarr", tmp_path / "d2.zarr")
@@ -109,7 +109,7 @@ def _noise_dataset(path: Path, n: int = 5000) -> Path:
 
 def test_errors_of_a_multi_process_job_are_one_line_and_leave_nothing(tmp_path):
     src = _noise_dataset(tmp_path / "in.zarr")
-    spec = ["--pipeline", "noise:gaussian(std=1)", "--device", "cpu"]
+    spec = ["--degrade", "noise:gaussian(std=1)", "--device", "cpu"]
     before = sorted(os.listdir(tmp_path))
     again = galaug_cli("degrade", src, src, *spec, "--nproc", "2")
     assert again.returncode == 2

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import galaug
-from galaug.generators import write_options
+from galaug.runs import write_options
 from galaug.sources.sersic import Sersic, SersicConfig
 from galaug.sources.simulate import simulate
 
@@ -79,7 +79,7 @@ def test_train_and_generate_through_the_cli(cli, sersic, tmp_path):
     assert metrics["psf_fwhm"] == {"g": 1.0, "r": 1.0}  # from the sersic source's provenance
     assert list(run.glob("samples-*.png")) and list(run.glob("checkpoints/ckpt-*.pt"))
 
-    res = cli.invoke("generate", "parametric", run, tmp_path / "gen.zarr", "-n", "6", "--seed", "0", "--batch", "4")
+    res = cli.invoke("generate", "parametric", run, tmp_path / "gen.zarr", "-n", "6", "--seed", "0", "--batch-size", "4")
     assert res.exit_code == 0, res.output
     gen = galaug.open_dataset(tmp_path / "gen.zarr")
     assert len(gen) == 6 and gen.image_shape == (2, 32, 32) and gen.bands == ("g", "r")

@@ -132,7 +132,7 @@ def test_bad_arguments_are_clear_errors():
 
 def test_an_error_in_the_batched_model_reaches_the_caller(noisy, monkeypatch):
     """Every optimiser thread stops and the error is raised, instead of a hang."""
-    import galaug.fitting.sersic as module
+    import galaug.fitting.render as module
 
     def broken(self, *args):
         raise FloatingPointError("model exploded")
@@ -150,7 +150,8 @@ def test_hand_written_gradients_match_finite_differences():
     """
     import torch
 
-    from galaug.fitting.sersic import _Parametrisation, _Renderer
+    from galaug.fitting.fit import _Parametrisation
+    from galaug.fitting.render import _Renderer
 
     renderer = _Renderer(10, 10, psf_sigma=0.7, oversample=2)
     param = _Parametrisation(10)

@@ -34,10 +34,10 @@ from test_cli import assert_user_error
 import galaug
 from galaug import ConfigError, GalaugError, load_generator, make_entry, open_dataset
 from galaug.config import resolve_config
-from galaug.data.ops import resolve_count
 from galaug.degrade import parse_pipeline
 from galaug.mix import parse_gen
 from galaug.pluginmanager import PluginManager
+from galaug.ratios import resolve_share
 
 #: The built-in plugins only, shared by the property tests (no function-scoped fixture under hypothesis).
 REGISTRY = PluginManager(autoload=False, blocked=()).registry
@@ -195,7 +195,7 @@ def test_cli_degrade_with_hostile_specs_is_one_line_and_writes_nothing(galaug_pl
     before = files_under(tmp_path)
     for spec in ["psf:gaussian(sigma=\x00)", "ψ(σ=1)", "psf:gaussian(sigma=1e999)", "noise:gaussian(std=[nan])",
                  "resample(scale=" + "9" * 400 + ")", "psf:kernel(file=../../../../etc/passwd)", "(" * 300]:
-        res = galaug_plugins.invoke("degrade", ds.path, tmp_path / "o.zarr", "--pipeline", spec)
+        res = galaug_plugins.invoke("degrade", ds.path, tmp_path / "o.zarr", "--degrade", spec)
         assert_user_error(res, "pipeline")
     assert files_under(tmp_path) == before
 
@@ -203,10 +203,10 @@ def test_cli_degrade_with_hostile_specs_is_one_line_and_writes_nothing(galaug_pl
 @pytest.mark.parametrize("spec", ["noise:poisson(gain=1e39)", "psf:gaussian(sigma=" + "9" * 5000 + ")"])
 def test_cli_degrade_bugs_are_user_errors(galaug_plugins, make_dataset, tmp_path, spec):
     ds = make_dataset(3)
-    assert_user_error(galaug_plugins.invoke("degrade", ds.path, tmp_path / "o.zarr", "--pipeline", spec))
+    assert_user_error(galaug_plugins.invoke("degrade", ds.path, tmp_path / "o.zarr", "--degrade", spec))
 
 
-# -- mix ratios (--real, --gen; split --val uses the same resolve_count) -----------------------
+# -- mix ratios (--real, --gen; split --val uses the same galaug.ratios grammar) ---------
 
 _RATIO_ATOMS = st.one_of(
     st.integers(-10**6, 10**6).map(str), st.floats(allow_nan=True, allow_infinity=False).map(repr),
@@ -233,7 +233,7 @@ def _overflows(text: str) -> bool:
 def test_any_ratio_resolves_within_bounds_or_raises_galaug_error(text, n_real, n_gen):
     assume(not _overflows(text))  # the known bug below
     try:
-        k = resolve_count(text, n_real, what="--real")
+        k = resolve_share(text, n_real, param="real")
         assert isinstance(k, int) and 0 <= k <= n_real
     except GalaugError as exc:
         assert "\n" not in str(exc)
@@ -248,9 +248,9 @@ def test_any_ratio_resolves_within_bounds_or_raises_galaug_error(text, n_real, n
 @FAST
 @given(st.integers(1, 10**6), st.integers(0, 100), st.floats(0.01, 100, allow_subnormal=False))
 def test_valid_ratios_resolve_as_documented(n, percent, multiple):
-    assert resolve_count(f"{percent}%", n, what="--real") == round(percent / 100 * n)
-    assert resolve_count(repr(percent / 100), n, what="--real") == round(percent / 100 * n)
-    assert resolve_count(str(n), n, what="--real") == n
+    assert resolve_share(f"{percent}%", n, param="real") == round(percent / 100 * n)
+    assert resolve_share(repr(percent / 100), n, param="real") == round(percent / 100 * n)
+    assert resolve_share(str(n), n, param="real") == n
     assert parse_gen(f"{multiple!r}x", n_real=n, n_gen=None) == round(multiple * n)
     assert parse_gen(f" {multiple!r} X ", n_real=n, n_gen=None) == round(multiple * n)
 
@@ -258,7 +258,7 @@ def test_valid_ratios_resolve_as_documented(n, percent, multiple):
 @pytest.mark.parametrize("text", ["inf%", "1e400%", "9" * 400 + "x"])
 def test_infinite_ratios_are_galaug_errors(text):
     with pytest.raises(GalaugError):
-        resolve_count(text, 10, what="--real")
+        resolve_share(text, 10, param="real")
     with pytest.raises(GalaugError):
         parse_gen(text, n_real=10, n_gen=20)
 
@@ -673,7 +673,7 @@ def test_export_names_files_by_row_whatever_the_band_and_dataset_names(galaug_pl
     src = _dataset(work / "..odd.. name" / "../x..zarr", HOSTILE_BANDS, param_names=["../p", "a/b"])
     target = work / "out"
     before = files_under(tmp_path)
-    res = galaug_plugins.invoke("export", src, "--fits", target)
+    res = galaug_plugins.invoke("export", src, target)
     assert res.exit_code == 0, res.output
     created = files_under(tmp_path) - before
     assert created == {"work/out"} | {f"work/out/{r:07d}.fits" for r in range(3)}
@@ -687,7 +687,7 @@ def test_export_to_a_dot_or_dotdot_folder_is_refused(galaug_plugins, make_datase
     ds = make_dataset(2, name="d.zarr")
     (tmp_path / "sub").mkdir()
     before = files_under(tmp_path.parent)
-    assert_user_error(galaug_plugins.invoke("export", ds.path, "--fits", f"{tmp_path}/{name}"), fragment)
+    assert_user_error(galaug_plugins.invoke("export", ds.path, f"{tmp_path}/{name}"), fragment)
     assert files_under(tmp_path.parent) == before
 
 
@@ -695,7 +695,7 @@ def test_export_through_dotdot_writes_only_the_folder_it_resolves_to(galaug_plug
     ds = make_dataset(2, name="d.zarr")
     (tmp_path / "a" / "b").mkdir(parents=True)
     before = files_under(tmp_path)
-    res = galaug_plugins.invoke("export", ds.path, "--fits", tmp_path / "a" / "b" / ".." / "out")
+    res = galaug_plugins.invoke("export", ds.path, tmp_path / "a" / "b" / ".." / "out")
     assert res.exit_code == 0, res.output
     assert files_under(tmp_path) - before == {"a/out", "a/out/0000000.fits", "a/out/0000001.fits"}
 
@@ -709,8 +709,8 @@ def test_export_over_a_symlinked_target_never_touches_what_it_points_to(galaug_p
     work = tmp_path / "work"
     work.mkdir()
     (work / "out").symlink_to(outside, target_is_directory=True)
-    assert_user_error(galaug_plugins.invoke("export", ds.path, "--fits", work / "out"), "output exists")
-    res = galaug_plugins.invoke("export", ds.path, "--fits", work / "out", "--overwrite")
+    assert_user_error(galaug_plugins.invoke("export", ds.path, work / "out"), "output exists")
+    res = galaug_plugins.invoke("export", ds.path, work / "out", "--overwrite")
     assert res.exit_code == 0, res.output
     assert files_under(outside) == {"0000000.fits", "keep.txt"}
     assert (outside / "0000000.fits").read_text() == "precious" == (outside / "keep.txt").read_text()
@@ -727,7 +727,7 @@ def test_export_over_a_folder_holding_links_out_leaves_their_targets(galaug_plug
     target.mkdir()
     (target / "0000000.fits").symlink_to(victim)
     (target / "escape").symlink_to(outside, target_is_directory=True)
-    res = galaug_plugins.invoke("export", ds.path, "--fits", target, "--overwrite")
+    res = galaug_plugins.invoke("export", ds.path, target, "--overwrite")
     assert res.exit_code == 0, res.output
     assert victim.read_text() == "precious" and files_under(outside) == {"victim.fits"}
     assert files_under(target) == {"0000000.fits", "0000001.fits"} and not (target / "0000000.fits").is_symlink()
@@ -738,7 +738,7 @@ def test_export_over_a_folder_holding_links_out_leaves_their_targets(galaug_plug
 def test_export_of_names_fits_cannot_hold_is_a_user_error(galaug_plugins, tmp_path, bands, params):
     src = _dataset(tmp_path / "d.zarr", bands, param_names=params)
     before = files_under(tmp_path)
-    assert_user_error(galaug_plugins.invoke("export", src, "--fits", tmp_path / "out"))
+    assert_user_error(galaug_plugins.invoke("export", src, tmp_path / "out"))
     assert files_under(tmp_path) == before
 
 

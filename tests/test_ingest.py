@@ -131,7 +131,7 @@ def test_extension_names_serve_as_bands_and_gzip_is_read(tmp_path):
 
 def test_export_then_ingest_gives_identical_pixels_bands_and_units(galaug_plugins, make_dataset, tmp_path):
     ds = make_dataset(9, pixel_scale=0.168 * u.arcsec, flux_unit="nJy")
-    assert galaug_plugins.invoke("export", ds.path, "--fits", tmp_path / "fits").exit_code == 0
+    assert galaug_plugins.invoke("export", ds.path, tmp_path / "fits").exit_code == 0
     res = galaug_plugins.invoke("ingest", tmp_path / "fits", tmp_path / "back.zarr")
     assert res.exit_code == 0, res.output
     back = open_dataset(tmp_path / "back.zarr")

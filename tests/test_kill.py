@@ -1,7 +1,7 @@
 """Killed at any point: simulate, ingest, degrade, mix, generate and train are SIGKILLed, then rerun.
 
 Each case runs a real ``galaug`` command in its own process with
-``GALAUG_FAULT=POINT[:K]`` (``galaug/_faults.py``), so that it kills itself
+``GALAUG_FAULT=POINT[:K]`` (``galaug/faults.py``), so that it kills itself
 with SIGKILL there, or kills it at a seeded random moment, and then checks
 what is on disk: no dataset under the final name (with ``--overwrite``: the
 complete old one, or the complete new one once renamed), and a rerun that
@@ -33,7 +33,7 @@ import torch
 from click.testing import CliRunner
 
 import galaug
-from galaug import _faults
+from galaug import faults
 from galaug.cli import make_cli
 from galaug.errors import DatasetError
 from galaug.pluginmanager import AUTOLOAD_ENV
@@ -57,7 +57,7 @@ def galaug_cli(*args):
 
 
 def _clean_env() -> dict[str, str]:
-    return {**{k: v for k, v in os.environ.items() if k not in (AUTOLOAD_ENV, _faults.ENV)}, **ENV}
+    return {**{k: v for k, v in os.environ.items() if k not in (AUTOLOAD_ENV, faults.ENV)}, **ENV}
 
 
 # -- the processes that get killed ----------------------------------------------------------
@@ -95,8 +95,8 @@ def _zygote() -> None:
             os.dup2(log, 1)
             os.dup2(log, 2)
             if job["fault"]:
-                os.environ[_faults.ENV] = job["fault"]
-            importlib.reload(_faults)
+                os.environ[faults.ENV] = job["fault"]
+            importlib.reload(faults)
             if not job["exchange"]:  # as where two paths cannot be swapped atomically
                 writer._exchange = lambda a, b: False
             signal.alarm(300)  # a child that hangs ends (status -14) instead of the test run
@@ -197,11 +197,11 @@ def inputs(tmp_path_factory):
     args = {
         "simulate": ["simulate", "sersic", "{out}", "-n", N, "--size", 64, "--set", "n_range=[1.0, 1.0]"],
         "ingest": ["ingest", root / "stack.npy", "{out}", "--bands", "r"],
-        "degrade": ["degrade", root / "real.zarr", "{out}", "--pipeline", "psf:gaussian(sigma=1)|noise:gaussian(std=1)",
+        "degrade": ["degrade", root / "real.zarr", "{out}", "--degrade", "psf:gaussian(sigma=1)|noise:gaussian(std=1)",
                     "--batch-size", 64, "--device", "cpu"],
         "mix": ["mix", "{out}", "--real-data", root / "real.zarr", "--real", 130, "--gen-data", root / "real.zarr",
                 "--gen", 20],
-        "generate": ["generate", "alae", run, "{out}", "-n", 150, "--batch", 64, "--device", "cpu"],
+        "generate": ["generate", "alae", run, "{out}", "-n", 150, "--batch-size", 64, "--device", "cpu"],
     }
     refs = root / "refs"
     refs.mkdir()
@@ -295,7 +295,7 @@ def test_the_fault_variable_kills_a_fresh_galaug_process(inputs, tmp_path):
     out = tmp_path / "out.zarr"
     exe = Path(sys.executable).with_name("galaug")
     proc = subprocess.run([str(exe), *map(str, fill(inputs["args"]["simulate"], out))], capture_output=True,
-                          env={**_clean_env(), _faults.ENV: "dataset.chunk:1"}, text=True, timeout=300)
+                          env={**_clean_env(), faults.ENV: "dataset.chunk:1"}, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert not out.exists() and hidden(tmp_path)
 
@@ -359,10 +359,10 @@ def test_every_fault_point_is_marked_in_the_code_and_tested_here():
     root = Path(galaug.__file__).parent.parent
     marked = set()
     for path in [*root.glob("galaug/**/*.py"), *root.glob("plugins/*/galaug_*/**/*.py")]:
-        marked |= set(re.findall(r"_faults\.point\(\"([^\"]+)\"\)", path.read_text()))
-    assert marked == set(_faults.POINTS)
+        marked |= set(re.findall(r"faults\.point\(\"([^\"]+)\"\)", path.read_text()))
+    assert marked == set(faults.POINTS)
     tested = {f.partition(":")[0] for _, f, _ in CASES} | {f.partition(":")[0] for f, _ in TRAIN_CASES}
-    assert tested == set(_faults.POINTS)
+    assert tested == set(faults.POINTS)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--zygote"]:

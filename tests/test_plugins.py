@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import json
 import os
 import subprocess
@@ -222,7 +224,7 @@ def test_named_plugins_can_be_blocked(third_party_site):
 def test_example_analysis_runs_from_the_cli(third_party_site, make_dataset, tmp_path):
     a, b = make_dataset(20), make_dataset(10, seed=1)
     out = tmp_path / "stats"
-    result = _run_galaug(["analyze", "band-stats", str(a.path), str(b.path), "-o", str(out), "--set", "bins=20"],
+    result = _run_galaug(["analyze", "band-stats", str(a.path), str(b.path), str(out), "--set", "bins=20"],
                          third_party_site)
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
@@ -230,3 +232,65 @@ def test_example_analysis_runs_from_the_cli(third_party_site, make_dataset, tmp_
     g = report["results"]["datasets"][str(a.path)]["bands"]["g"]
     assert g["p1"] < g["p50"] < g["p99"]
     assert (out / "histograms.png").stat().st_size > 1000
+
+
+# -- the public surface ------------------------------------------------------------------
+
+def test_the_concrete_registrar_satisfies_the_contract():
+    from galaug import hookspecs
+    from galaug.registry import Registrar, Registry
+
+    registrar = Registrar(Registry(), plugin="p", distribution="d", version="0")
+    assert isinstance(registrar, hookspecs.Registrar)
+    for kind in ("source", "generator", "degradation", "task", "analysis"):
+        assert inspect.signature(getattr(Registrar, kind)) == inspect.signature(getattr(hookspecs.Registrar, kind))
+
+
+def _private_imports(path: Path, root: Path = ROOT) -> list[str]:
+    """Imports in ``path`` that name a private (``_x``) galaug module or name, its own package's excepted."""
+    parts = path.relative_to(root).parts
+    # plugins/NAME/PACKAGE/... and examples/NAME/PACKAGE/...: a plugin may use its own private modules
+    own = parts[2] if len(parts) > 3 else None
+
+    def private(name: str) -> bool:
+        return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+    def checked(module: str) -> bool:
+        top = module.split(".", 1)[0]
+        return (top == "galaug" or top.startswith("galaug_")) and top != own
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if checked(a.name) and any(map(private, a.name.split(".")))]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and checked(node.module):
+            if any(map(private, node.module.split("."))):
+                found.append(node.module)
+            found += [f"{node.module}.{a.name}" for a in node.names if private(a.name)]
+    return [f"{path.relative_to(root)}:{name}" for name in found]
+
+
+def test_plugins_and_examples_import_only_public_galaug_names():
+    files = [p for folder in ("plugins", "examples") for p in sorted((ROOT / folder).rglob("*.py"))
+             if not any(part.endswith(".egg-info") or part == "build" for part in p.parts)]
+    assert files
+    offending = [hit for path in files for hit in _private_imports(path)]
+    assert not offending, "plugins may import only public galaug modules and names (docs/plugins.md):\n" + \
+        "\n".join(offending)
+
+
+def test_the_private_import_check_catches_the_three_forms(tmp_path):
+    bad = tmp_path / "plugins" / "x" / "galaug_x" / "probe.py"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(textwrap.dedent("""
+        import galaug._a
+        from galaug.data._format import b
+        from galaug.data import _format
+        from galaug.data import open_dataset
+        from galaug_x import _own
+        from galaug_other import _theirs
+        from galaug import __version__
+        from . import _relative
+    """))
+    assert [h.split(":", 1)[1] for h in _private_imports(bad, tmp_path)] == [
+        "galaug._a", "galaug.data._format", "galaug.data._format", "galaug_other._theirs"]

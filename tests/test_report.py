@@ -74,7 +74,7 @@ analysis = "latent"
 
 def test_the_report_holds_every_section_table_and_embedded_figure(galaug_plugins, study):
     out = study / "report.html"
-    result = galaug_plugins.invoke("report", str(study / "report.toml"), "-o", str(out))
+    result = galaug_plugins.invoke("report", str(study / "report.toml"), str(out))
     assert result.exit_code == 0, result.output
     page = Page()
     page.feed(out.read_text())
@@ -90,15 +90,15 @@ def test_the_report_holds_every_section_table_and_embedded_figure(galaug_plugins
 def test_report_errors_are_one_line_and_leave_nothing(galaug_plugins, study):
     out = study / "report.html"
     (study / "real.png").unlink()
-    assert_user_error(galaug_plugins.invoke("report", str(study / "report.toml"), "-o", str(out)), "real.png")
+    assert_user_error(galaug_plugins.invoke("report", str(study / "report.toml"), str(out)), "real.png")
     (study / "bad.toml").write_text('[[section]]\ntitle = "x"\nimage = ["a.png"]\n')
-    assert_user_error(galaug_plugins.invoke("report", str(study / "bad.toml"), "-o", str(out)), "image")
+    assert_user_error(galaug_plugins.invoke("report", str(study / "bad.toml"), str(out)), "image")
     (study / "empty.toml").write_text('title = "x"\n')
-    assert_user_error(galaug_plugins.invoke("report", str(study / "empty.toml"), "-o", str(out)), "no [[section]]")
+    assert_user_error(galaug_plugins.invoke("report", str(study / "empty.toml"), str(out)), "no [[section]]")
     assert not out.exists() and not list(study.glob(".report.html*"))
     out.write_text("keep")
     (study / "ok.toml").write_text('[[section]]\ntitle = "x"\ntext = "y"\n')
-    assert_user_error(galaug_plugins.invoke("report", str(study / "ok.toml"), "-o", str(out)), "--overwrite")
+    assert_user_error(galaug_plugins.invoke("report", str(study / "ok.toml"), str(out)), "--overwrite")
     assert out.read_text() == "keep"
 
 

@@ -189,7 +189,7 @@ def test_cli_on_a_damaged_dataset_is_one_line_and_writes_nothing(galaug_plugins,
     path, member, message = damaged(case)
     out = tmp_path / "out.zarr"
     args = {"info": ["info", path],
-            "degrade": ["degrade", path, out, "--pipeline", "noise:gaussian(std=1)"],
+            "degrade": ["degrade", path, out, "--degrade", "noise:gaussian(std=1)"],
             "mix": ["mix", out, "--real-data", path]}[command]
     before = digest(tmp_path)
     assert_user_error(galaug_plugins.invoke(*args), str(path), f"member {member!r}", message)
@@ -322,7 +322,7 @@ def _noise_dataset(path: Path, *, origin: int) -> Path:
 COMMANDS = {
     "simulate": lambda i, out: ["simulate", "sersic", out, "-n", "24", "--size", "32"],  # 96 KiB, barely compressible
     "generate": lambda i, out: ["generate", "alae", SHIPPED_RUN, out, "-n", "64"],
-    "degrade": lambda i, out: ["degrade", i / "real.zarr", out, "--pipeline", "noise:gaussian(std=1)"],
+    "degrade": lambda i, out: ["degrade", i / "real.zarr", out, "--degrade", "noise:gaussian(std=1)"],
     "mix": lambda i, out: ["mix", out, "--real-data", i / "real.zarr", "--gen-data", i / "gen.zarr", "--gen", "64"],
 }
 REASONS = {"full": "No space left on device", "fsize": "File too large", "read-only": "Permission denied",

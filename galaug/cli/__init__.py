@@ -88,7 +88,7 @@ def make_cli(manager=None) -> click.Group:
     manager : galaug.pluginmanager.PluginManager, optional
         The process-wide manager by default.
     """
-    from galaug import __version__
+    from galaug._version import __version__
     from galaug.pluginmanager import get_manager
 
     manager = manager or get_manager()

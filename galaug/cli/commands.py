@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from galaug.cli.options import config_options, overwrite_option, seed_option
+from galaug.cli.options import config_options, deprecated_alias, option_names, overwrite_option, seed_option
 from galaug.errors import GalaugError
 
 __all__ = ["CORE_COMMANDS"]
@@ -28,8 +28,11 @@ def plugins_cmd(check: bool, as_json: bool) -> None:
     Components (sources, generators, degradations, tasks, analyses) come
     first, then the plugin modules that provide them (kind "plugin"). A plugin that failed to import or register is listed as broken with its
     reason; everything else keeps working. Lazily registered components are
-    not imported unless --check is given.
+    not imported unless --check is given. Degradations are named as
+    pipeline specs write them (psf:gaussian).
     """
+    from galaug.degrade.pipeline import spec_name
+
     manager = _manager()
     if check:
         for entry in manager.registry.entries():
@@ -39,7 +42,8 @@ def plugins_cmd(check: bool, as_json: bool) -> None:
                 except GalaugError:
                     pass
     rows = [
-        {"kind": e.kind, "name": e.name, "version": e.version, "distribution": e.distribution,
+        {"kind": e.kind, "name": spec_name(e.name) if e.kind == "degradation" else e.name, "version": e.version,
+         "distribution": e.distribution,
          "plugin": e.plugin, "status": e.status, "summary": e.summary}
         for e in manager.registry.entries()
     ]
@@ -60,20 +64,53 @@ def plugins_cmd(check: bool, as_json: bool) -> None:
 @click.command("config")
 @click.argument("kind")
 @click.argument("name")
+@click.option("--preset", default=None,
+              help="Start from this named set of values (generators; alae: tiny, small, paper).")
 @config_options
-def config_cmd(kind: str, name: str, config_file: str | None, sets: tuple[str, ...]) -> None:
+def config_cmd(kind: str, name: str, preset: str | None, config_file: str | None, sets: tuple[str, ...]) -> None:
     """Print the resolved config of plugin NAME of KIND as TOML.
 
-    With no options these are the defaults; save them to a file, edit, and
-    pass it back with --config. Unknown keys and wrong types are errors.
+    With no options these are the defaults; --preset, then --config, then
+    --set apply over them, as in `galaug train`. Save the output to a file,
+    edit, and pass it back with --config. Unset keys are shown as comments.
+    Unknown keys and wrong types are errors; values the plugin's own checks
+    refuse (e.g. psf:gaussian needs one of sigma or fwhm) are printed with
+    the check's message as a `# note:` comment. Degradations are named as in
+    pipeline specs (psf:gaussian; psf-gaussian works too).
     """
-    from galaug.config import config_to_toml, resolve_config
+    from galaug.config import InvalidConfig, config_to_toml, preset_values, resolve_config
     from galaug.kinds import KINDS
 
     if kind not in KINDS:
         raise GalaugError(f"unknown kind {kind!r} (kinds: {', '.join(KINDS)})")
-    cls = _manager().get(kind, name)
-    click.echo(config_to_toml(resolve_config(cls.Config, file=config_file, sets=sets)), nl=False)
+    manager = _manager()
+    if kind == "degradation":
+        name = _degradation_name(manager, name)
+    cls = manager.get(kind, name)
+    base = preset_values(cls, preset, name=name)
+    note = None
+    try:
+        config = resolve_config(cls.Config, base=base, file=config_file, sets=sets)
+    except InvalidConfig as exc:
+        config = resolve_config(cls.Config, base=base, file=config_file, sets=sets, check=False)
+        note = str(exc).removeprefix("invalid config: ")
+    click.echo(config_to_toml(config, unset=True), nl=False)
+    if note:
+        click.echo(f"# note: {note}")
+
+
+def _degradation_name(manager, name: str) -> str:
+    """The registered name of a degradation written as in a pipeline spec (``psf:gaussian``) or as registered."""
+    from galaug.degrade.pipeline import spec_name
+    from galaug.errors import PluginError
+
+    registered = name.replace(":", "-")
+    try:
+        manager.registry.entry("degradation", registered)
+    except PluginError:
+        known = ", ".join(spec_name(n) for n in manager.registry.names("degradation")) or "none installed"
+        raise GalaugError(f"unknown degradation {name!r} (available: {known})") from None
+    return registered
 
 
 def _format_scale(scale: dict | None) -> str:
@@ -81,13 +118,29 @@ def _format_scale(scale: dict | None) -> str:
 
 
 @click.command("info")
-@click.argument("dataset")
+@click.argument("dataset", metavar="DATASET|RUN")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def info_cmd(dataset: str, as_json: bool) -> None:
-    """Describe DATASET: size, bands, pixel scale, counts by origin, provenance chain."""
-    from galaug.data import open_dataset
+    """Describe DATASET: size, bands, pixel scale, counts by origin, provenance chain.
 
-    ds = open_dataset(dataset)
+    Given a RUN directory (galaug train, galaug task train), describe the run
+    instead: kind, plugin, data, steps done, last checkpoint, metrics tail.
+    """
+    from galaug.data import open_dataset
+    from galaug.errors import DatasetError
+    from galaug.runs import OPTIONS
+
+    path = Path(dataset)
+    if path.is_dir() and (path / OPTIONS).is_file() and not (path / "zarr.json").exists():
+        _info_run(path, as_json)
+        return
+    try:
+        ds = open_dataset(dataset)
+    except DatasetError:
+        if path.is_dir() and not (path / "zarr.json").exists():
+            raise GalaugError(f"{dataset}: not a galaug dataset or run directory "
+                              f"(no zarr.json, no {OPTIONS})") from None
+        raise
     s = ds.summary()
     if as_json:
         click.echo(json.dumps(s, indent=2))
@@ -125,13 +178,50 @@ def info_cmd(dataset: str, as_json: bool) -> None:
         click.echo(f"     $ {e.get('command', '')}")
 
 
+def _info_run(path: Path, as_json: bool) -> None:
+    """``galaug info RUN``: what :meth:`galaug.runs.Run.describe` says, as JSON or as text."""
+    from galaug.runs import Run
+
+    d = Run.open(path).describe()
+    if as_json:
+        click.echo(json.dumps(d, indent=2, default=_json_default))
+        return
+    plugin = " ".join(str(x) for x in (d["plugin"], d["plugin_version"]) if x)
+    if d.get("preset"):
+        plugin += f" (preset {d['preset']})"
+    done = "nothing yet" if d["done"] is None else f"{d['counter']} {d['done']}"
+    if d["done"] is not None and d.get("steps"):
+        done += f" of {d['steps']}"
+    lines = [
+        ("path", d["path"]),
+        ("kind", f"{d['kind']} run"),
+        ("plugin", plugin),
+        ("data", f"{d['data']} (id {str(d['data_id'])[:8]})" if d["data_id"] else str(d["data"] or "-")),
+        ("seed", str(d["seed"])),
+    ]
+    if d["kind"] == "task":
+        lines.append(("degrade", d["degrade"] or "none"))
+    lines += [("done", done), ("checkpoint", d["checkpoint"] or "none")]
+    if d["samples"]:
+        lines.append(("samples", d["samples"][-1]))
+    for k, v in lines:
+        click.echo(f"{k:<12} {v}")
+    click.echo("metrics" + ("" if d["metrics"] else "      none yet"))
+    for record in d["metrics"]:
+        first = [k for k in ("step", "epoch") if k in record]
+        items = [(k, record[k]) for k in first] + [(k, v) for k, v in record.items() if k not in first]
+        click.echo("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in items))
+    if d.get("command"):
+        click.echo(f"command      $ {d['command']}")
+
+
 @click.command("split")
 @click.argument("dataset")
 @click.option("--val", default="0.2", show_default=True,
               help="Validation share: a fraction (0.2), a percentage (20%) or a count (500).")
 @click.option("--train-out", default=None, help="Train output [default: DATASET-train.zarr].")
 @click.option("--val-out", default=None, help="Validation output [default: DATASET-val.zarr].")
-@seed_option
+@seed_option(help="Seed of the choice of validation rows (recorded in the provenance).")
 @overwrite_option
 def split_cmd(dataset: str, val: str, train_out: str | None, val_out: str | None, seed: int, overwrite: bool) -> None:
     """Split DATASET into disjoint train and validation datasets, chosen with --seed."""
@@ -141,27 +231,33 @@ def split_cmd(dataset: str, val: str, train_out: str | None, val_out: str | None
     stem = src.name[: -len(".zarr")] if src.name.endswith(".zarr") else src.name
     train_out = train_out or str(src.with_name(f"{stem}-train.zarr"))
     val_out = val_out or str(src.with_name(f"{stem}-val.zarr"))
-    train, valid = split_dataset(dataset, train_out, val_out, val=val, seed=seed, overwrite=overwrite)
+    with option_names():  # the library's "val must be ..." as "--val must be ..."
+        train, valid = split_dataset(dataset, train_out, val_out, val=val, seed=seed, overwrite=overwrite)
     click.echo(f"train: {train.path} ({len(train)} samples)")
     click.echo(f"val:   {valid.path} ({len(valid)} samples)")
 
 
 @click.command("show")
 @click.argument("dataset")
-@click.option("-o", "--output", required=True, help="Image file to write (PNG, PDF, JPG...).")
+@click.argument("output", metavar="OUT", required=False)
+@deprecated_alias("-o/--output", "the positional OUT (galaug show DATASET OUT)", dest="output", required=True)
 @click.option("-n", "--count", type=click.IntRange(1, 400), default=16, show_default=True, help="Images in the grid.")
 @click.option("--bands", default=None, help="Bands as R,G,B (e.g. i,r,g) or one band for grey [default: first three].")
 @click.option("--origin", type=click.Choice(["all", "real", "generated"]), default="all", show_default=True,
               help="Show only samples of this origin.")
 @click.option("--random", "random_", is_flag=True, help="Pick images at random (with --seed) instead of the first ones.")
 @click.option("--q", type=click.FloatRange(min=0.1), default=8.0, show_default=True, help="Asinh softening: higher shows fainter structure.")
-@seed_option
+@seed_option(help="Seed of the --random choice.")
 @overwrite_option
 def show_cmd(dataset: str, output: str, count: int, bands: str | None, origin: str, random_: bool,
              q: float, seed: int, overwrite: bool) -> None:
-    """Save a grid of DATASET's images with an asinh stretch (RGB composite for 3+ bands)."""
+    """Save a grid of DATASET's images to the image file OUT (PNG, PDF, JPG...) with an asinh stretch.
+
+    Three bands make an RGB composite; one band is shown in grey.
+    """
     from galaug.data import open_dataset
     from galaug.data.writer import check_output
+    from galaug.files import atomic_path
     from galaug.viz import pick_rgb_bands, save_grid
 
     ds = open_dataset(dataset)
@@ -178,9 +274,8 @@ def show_cmd(dataset: str, output: str, count: int, bands: str | None, origin: s
     labels = [f"#{r} {ds.origin_names[o]}" for r, o in zip(rows, _origins(ds, rows))]
     shown = ",".join(ds.bands[c] for c in channels)
     title = f"{Path(dataset).name}: {len(rows)} of {len(ds)} ({'RGB=' if len(channels) == 3 else 'band '}{shown}, asinh Q={q:g})"
-    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
-    save_grid(images, tmp, channels=channels, labels=labels, title=title, q=q)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        save_grid(images, tmp, channels=channels, labels=labels, title=title, q=q)
     click.echo(f"wrote {out}")
 
 
@@ -204,11 +299,15 @@ def _choose_rows(ds, count: int, origin: str, random_: bool, seed: int) -> np.nd
 
 @click.command("export")
 @click.argument("dataset")
-@click.option("--fits", "fits_dir", required=True, help="Folder to create, one FITS file per image.")
+@click.argument("fits_dir", metavar="OUT_DIR", required=False)
+@deprecated_alias("--fits", "the positional OUT_DIR (galaug export DATASET OUT_DIR)", dest="fits_dir", required=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Export only the first N images.")
 @overwrite_option
 def export_cmd(dataset: str, fits_dir: str, limit: int | None, overwrite: bool) -> None:
-    """Export DATASET as FITS files (C x H x W cubes; bands and provenance in the header)."""
+    """Export DATASET as FITS files into the new folder OUT_DIR, one file per image.
+
+    Each file is a C x H x W cube, with the bands and the provenance in its header.
+    """
     from galaug.data import export_fits
 
     n = export_fits(dataset, fits_dir, limit=limit, overwrite=overwrite)
@@ -217,18 +316,27 @@ def export_cmd(dataset: str, fits_dir: str, limit: int | None, overwrite: bool) 
 
 @click.command("analyze")
 @click.argument("name")
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", required=True, help="Folder to create for report.json and figures.")
+@click.argument("paths", nargs=-1, required=True, metavar="INPUT... OUT")
+@deprecated_alias("-o/--output", "the last argument OUT (galaug analyze NAME INPUT... OUT)", dest="output")
 @config_options
-@seed_option
+@seed_option(help="Seed of every random step of the analysis (recorded in report.json).")
 @overwrite_option
-def analyze_cmd(name: str, inputs: tuple[str, ...], output: str, config_file: str | None,
-                sets: tuple[str, ...], seed: int, overwrite: bool) -> None:
-    """Run analysis NAME on INPUTS (datasets or run folders); write OUTPUT/report.json and figures."""
+def analyze_cmd(name: str, paths: tuple[str, ...], config_file: str | None, sets: tuple[str, ...], seed: int,
+                overwrite: bool, output: str | None = None) -> None:
+    """Run analysis NAME on the INPUTs (datasets or run folders); write OUT/report.json and figures.
+
+    OUT, the last argument, is the folder to create.
+    """
     from galaug.config import config_to_dict, resolve_config
     from galaug.data.provenance import make_entry
     from galaug.data.writer import check_output, commit_path, temporary_sibling
 
+    if output is not None:  # the deprecated -o OUT: every argument is an input
+        inputs = paths
+    elif len(paths) >= 2:
+        inputs, output = paths[:-1], paths[-1]
+    else:
+        raise click.UsageError("give the inputs, then the output folder: galaug analyze NAME INPUT... OUT")
     manager = _manager()
     entry = manager.registry.entry("analysis", name)
     cls = manager.registry.load(entry)
@@ -275,10 +383,14 @@ def _json_default(o):
 
 @click.command("report")
 @click.argument("manifest", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, help="HTML file to write (figures embedded).")
+@click.argument("output", metavar="OUT", required=False)
+@deprecated_alias("-o/--output", "the positional OUT (galaug report MANIFEST OUT)", dest="output", required=True)
 @overwrite_option
 def report_cmd(manifest: str, output: str, overwrite: bool) -> None:
-    """Build one self-contained HTML page from MANIFEST (TOML: sections of figures, experiments, analyses)."""
+    """Build one self-contained HTML page OUT (figures embedded) from MANIFEST.
+
+    MANIFEST is TOML: sections of figures, experiments and analyses.
+    """
     from galaug.report import build_report
 
     click.echo(f"wrote {build_report(manifest, output, overwrite=overwrite)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from galaug.cli.options import echo, nproc_option, overwrite_option, seed_option
+from galaug.cli.options import deprecated_alias, device_option, echo, nproc_option, overwrite_option, seed_option
 
 __all__ = ["degrade_cmd"]
 
@@ -12,18 +12,18 @@ __all__ = ["degrade_cmd"]
 @click.command("degrade")
 @click.argument("input")
 @click.argument("output")
-@click.option("--pipeline", "spec", required=True, metavar="SPEC",
-              help='Degradations in order, e.g. "psf:gaussian(sigma=2)|noise:gaussian(std=4)".')
-@seed_option
+@click.option("--degrade", "spec", default=None, metavar="SPEC",
+              help='Degradations in order, e.g. "psf:gaussian(sigma=2)|noise:gaussian(std=4)" (required).')
+@deprecated_alias("--pipeline", "--degrade", dest="spec", required=True, metavar="SPEC")
+@seed_option(help="Seed of every random draw (recorded in the provenance).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Images degraded at once (the output does not depend on it).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="Where to compute: auto is cuda if available, else cpu.")
+@device_option(help="Where to compute; auto picks cuda when available (CPU and CUDA draw different noise).")
 @overwrite_option
 @nproc_option
 def degrade_cmd(input: str, output: str, spec: str, seed: int, batch_size: int, device: str,
                 overwrite: bool) -> None:
-    """Degrade the images of INPUT with a pipeline of PSFs, noise and resampling; write OUTPUT.
+    """Degrade the images of INPUT with the --degrade pipeline of PSFs, noise and resampling; write OUTPUT.
 
     OUTPUT holds the degraded images, the undegraded ones as its paired
     clean member, and the pipeline and seed in its provenance. Sample r is

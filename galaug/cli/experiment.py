@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from galaug.cli.options import deprecated_alias
+
 __all__ = ["experiment_group"]
 
 
@@ -14,14 +16,19 @@ def experiment_group() -> None:
 
 @experiment_group.command("ratios")
 @click.argument("config_file", metavar="CONFIG.toml")
+@click.argument("out", metavar="[OUT]", required=False)
 @click.option("--seeds", default=None, help="Override the seeds, e.g. 0,1,2.")
-@click.option("--out", default=None, help="Override the output folder.")
-def ratios_cmd(config_file: str, seeds: str | None, out: str | None) -> None:
+@deprecated_alias("--out", "the positional OUT (galaug experiment ratios CONFIG.toml OUT)", dest="out")
+@click.option("--overwrite", is_flag=True,
+              help="Start afresh instead of resuming: once the config is checked, delete OUT (only a folder that "
+                   "holds nothing but an experiment's output).")
+def ratios_cmd(config_file: str, out: str | None, seeds: str | None, overwrite: bool) -> None:
     """Run the ratio experiment described by CONFIG.toml; resumes, skipping finished (arm, seed) pairs.
 
-    Writes OUT/results.csv, results.json, results.md (mean ± std per arm and
-    test set) and results.png (bars with error bars, one panel per test set),
-    and prints the table.
+    OUT, the output folder, defaults to the file's `out`. Writes
+    OUT/results.csv, results.json, results.md (mean ± std per arm and test
+    set) and results.png (bars with error bars, one panel per test set), and
+    prints the table. --overwrite starts afresh instead of resuming.
     """
     from galaug.config import convert
     from galaug.experiment import load_experiment, run_experiment
@@ -32,7 +39,8 @@ def ratios_cmd(config_file: str, seeds: str | None, out: str | None) -> None:
     if out:
         config.out = out
     manager = click.get_current_context().find_root().obj
-    result = run_experiment(config, arms, task_config, manager=manager, echo=click.echo)
+    result = run_experiment(config, arms, task_config, manager=manager, echo=click.echo, overwrite=overwrite,
+                            inputs=[config_file])
     click.echo()
     click.echo((result / "results.md").read_text(), nl=False)
     click.echo(f"wrote {result}/results.csv, results.json, results.md, results.png")

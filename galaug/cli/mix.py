@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from galaug.cli.options import overwrite_option, seed_option
+from galaug.cli.options import device_option, option_names, overwrite_option, seed_option
 
 __all__ = ["mix_cmd"]
 
@@ -22,9 +22,8 @@ __all__ = ["mix_cmd"]
 @click.option("--size", type=click.IntRange(min=1), default=None, help="Total samples with --alpha.")
 @click.option("--replace", is_flag=True, help="Allow a source image to appear more than once.")
 @click.option("--truncation", type=click.FloatRange(0, 1), default=None, help="Truncation psi with --generator.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="Where --generator runs.")
-@seed_option
+@device_option(help="Where --generator runs; auto picks cuda when available.")
+@seed_option(help="Seed of the choice of samples and their order (recorded in the provenance).")
 @overwrite_option
 def mix_cmd(output: str, real_data: str, real: str | None, gen_data: str | None, generator: str | None,
             gen: str | None, alpha: float | None, size: int | None, replace: bool, truncation: float | None,
@@ -36,11 +35,12 @@ def mix_cmd(output: str, real_data: str, real: str | None, gen_data: str | None,
     chosen with --seed. origin and index record where every sample came
     from; the provenance keeps both parents.
     """
-    from galaug.generators import _device
+    from galaug.devices import device_name as _device
     from galaug.mix import mix_datasets
 
-    ds = mix_datasets(output, real_data=real_data, real=real, gen_data=gen_data, gen=gen, generator=generator,
-                      alpha=alpha, size=size, seed=seed, replace=replace, truncation=truncation, overwrite=overwrite,
-                      device=_device(device), echo=click.echo)
+    with option_names():  # the library's "gen must be ..." as "--gen must be ..."
+        ds = mix_datasets(output, real_data=real_data, real=real, gen_data=gen_data, gen=gen, generator=generator,
+                          alpha=alpha, size=size, seed=seed, replace=replace, truncation=truncation,
+                          overwrite=overwrite, device=_device(device), echo=click.echo)
     counts = ds.origin_counts()
     click.echo(f"wrote {ds.path}: {len(ds)} samples ({counts['real']} real, {counts['generated']} generated)")

@@ -23,7 +23,7 @@ __all__ = ["simulate_cmd"]
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes drawing in parallel; the output does not depend on it.")
 @config_options
-@seed_option
+@seed_option(help="Seed of every random draw: image r depends only on (seed, r) (recorded in the provenance).")
 @overwrite_option
 @nproc_option
 def simulate_cmd(name: str, output: str, count: int, size: int | None, batch_size: int, workers: int,

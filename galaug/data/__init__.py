@@ -4,6 +4,7 @@ The torch adapter lives in :mod:`galaug.data.torch` (imported on demand,
 so that reading a dataset never imports torch).
 """
 
+from galaug.data._format import pixel_scale_attr, pixel_scale_quantity
 from galaug.data.dataset import Dataset, open_dataset
 from galaug.data.ops import export_fits, split_dataset
 from galaug.data.provenance import make_entry
@@ -17,6 +18,8 @@ __all__ = [
     "like",
     "make_entry",
     "open_dataset",
+    "pixel_scale_attr",
+    "pixel_scale_quantity",
     "split_dataset",
     "write_rows",
 ]

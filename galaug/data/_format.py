@@ -47,6 +47,7 @@ def pixel_scale_attr(value: Any) -> dict[str, Any] | None:
 
 
 def pixel_scale_quantity(attr: dict[str, Any] | None) -> u.Quantity | None:
+    """The astropy Quantity of a ``{"value", "unit"}`` pixel scale attribute (``None`` stays ``None``)."""
     return None if attr is None else attr["value"] * u.Unit(attr["unit"])
 
 

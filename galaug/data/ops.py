@@ -8,36 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from galaug._progress import progress
+from galaug.progress import progress
 from galaug.data.dataset import Dataset, open_dataset
 from galaug.data.provenance import make_entry
 from galaug.data.writer import DatasetWriter, check_output, commit_path, like, temporary_sibling
-from galaug.errors import DatasetError, GalaugError
+from galaug.errors import DatasetError, GalaugError, ParamError
+from galaug.ratios import resolve_share
 
-__all__ = ["split_dataset", "export_fits", "resolve_count"]
-
-
-def resolve_count(value: float | int | str, n: int, *, what: str) -> int:
-    """A count from a fraction (``0.2``), a percentage (``"20%"``) or a count (``"300"``) of ``n``."""
-    text = str(value).strip()
-    try:
-        if text.endswith("%"):
-            percent = float(text[:-1])
-            if not 0 <= percent <= 100:
-                raise GalaugError(f"{what} percentage must be between 0% and 100%, got {text}")
-            k = round(percent / 100 * n)
-        elif any(c in text for c in ".eE") or float(text) < 1:
-            frac = float(text)
-            if not 0 <= frac <= 1:
-                raise GalaugError(f"{what} fraction must be between 0 and 1, got {text}")
-            k = round(frac * n)
-        else:
-            k = int(text)
-    except (ValueError, OverflowError):  # OverflowError: round(inf)
-        raise GalaugError(f"{what} must be a fraction (0.2), a percentage (20%) or a count (300), got {text!r}") from None
-    if not 0 <= k <= n:
-        raise GalaugError(f"{what} asks for {k} of {n} samples")
-    return k
+__all__ = ["split_dataset", "export_fits"]
 
 
 def split_dataset(path: str | Path, train_out: str | Path, val_out: str | Path, *,
@@ -52,9 +30,9 @@ def split_dataset(path: str | Path, train_out: str | Path, val_out: str | Path, 
     train_out, val_out = Path(train_out), Path(val_out)
     if train_out.resolve() == val_out.resolve():
         raise GalaugError("train and validation outputs must be different paths")
-    n_val = resolve_count(val, len(src), what="--val")
+    n_val = resolve_share(val, len(src), param="val")
     if n_val == 0 or n_val == len(src):
-        raise GalaugError(f"--val {val} leaves an empty split of {len(src)} samples")
+        raise ParamError("val", "{val} {text} leaves an empty split of {n} samples", text=str(val).strip(), n=len(src))
     rng = np.random.default_rng(seed)
     is_val = np.zeros(len(src), dtype=bool)
     is_val[rng.choice(len(src), size=n_val, replace=False)] = True

@@ -41,7 +41,7 @@ def make_entry(step: str, *, command: str | None = None, plugin: str | None = No
     **extra
         Any other JSON-serialisable facts (counts, fractions).
     """
-    from galaug import __version__
+    from galaug._version import __version__
 
     entry = {
         "step": step,

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from galaug.data.dataset import Dataset, open_dataset
 
-__all__ = ["BlockDataset", "BlockSampler", "MixedBatches", "make_loader", "make_mixed_loader"]
+__all__ = ["BlockDataset", "BlockSampler", "make_loader"]
 
 
 class BlockDataset(torch.utils.data.Dataset):
@@ -153,73 +153,3 @@ def make_loader(path: str | Path, *, batch_size: int, fields: Sequence[str] = ("
                            drop_last=drop_last, rank=rank, world_size=world_size)
     return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=num_workers,
                       pin_memory=pin_memory, persistent_workers=num_workers > 0)
-
-
-class MixedBatches(torch.utils.data.IterableDataset):
-    """Batches mixed on the fly from a real and a generated dataset, without a materialised copy.
-
-    Every batch holds ``round(alpha * batch_size)`` generated rows and the
-    rest real rows, each part one contiguous range of its dataset (ranges
-    shuffled per epoch as in :class:`BlockSampler`); the rows are then
-    permuted within the batch and an ``origin`` tensor (0 real, 1 generated)
-    is added. One epoch is one pass over the real set (over the generated set
-    when ``alpha`` is 1; up to k - 1 rows are left out when the set size is not
-    a multiple of the k rows a batch takes from it); the generated ranges
-    cycle through their own epochs.
-    With DataLoader workers, each worker takes every ``num_workers``-th batch.
-    """
-
-    def __init__(self, real: str | Path, gen: str | Path, *, alpha: float, batch_size: int,
-                 fields: Sequence[str] = ("images",), seed: int = 0) -> None:
-        if not 0 <= alpha <= 1:
-            raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
-        self.k_gen = round(alpha * batch_size)
-        self.k_real = batch_size - self.k_gen
-        self.real = BlockDataset(real, fields=fields, batch_size=max(self.k_real, 1))
-        self.gen = BlockDataset(gen, fields=fields, batch_size=max(self.k_gen, 1))
-        if self.real.n and self.gen.n and open_dataset(real).image_shape != open_dataset(gen).image_shape:
-            raise ValueError("real and generated images differ in shape")
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _ranges(self, source: BlockDataset, k: int, count: int, salt: int) -> list[tuple[int, int]]:
-        out: list[tuple[int, int]] = []
-        cycle = 0
-        while len(out) < count:
-            sampler = BlockSampler(source.n, batch_size=k, seed=self.seed + salt, drop_last=source.n >= k, shift=False)
-            sampler.set_epoch(self.epoch * 1000 + cycle)
-            out.extend(sampler)
-            cycle += 1
-        return out[:count]
-
-    def __len__(self) -> int:
-        primary, k = (self.real, self.k_real) if self.k_real else (self.gen, self.k_gen)
-        return max(1, primary.n // k)
-
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        n = len(self)
-        real = self._ranges(self.real, self.k_real, n, 0) if self.k_real else [None] * n
-        gen = self._ranges(self.gen, self.k_gen, n, 1) if self.k_gen else [None] * n
-        info = torch.utils.data.get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        for b in range(wid, n, nw):
-            parts = [(src[r], o) for src, r, o in ((self.real, real[b], 0), (self.gen, gen[b], 1)) if r is not None]
-            batch = {k: torch.cat([p[k] for p, _ in parts]) for k in parts[0][0]}
-            batch["origin"] = torch.cat([torch.full((len(next(iter(p.values()))),), o, dtype=torch.uint8)
-                                         for p, o in parts])
-            perm = torch.randperm(len(batch["origin"]), generator=torch.Generator().manual_seed(
-                self.seed * 1_000_003 + self.epoch * 7919 + b))
-            yield {k: v[perm] for k, v in batch.items()}
-
-
-def make_mixed_loader(real: str | Path, gen: str | Path, *, alpha: float, batch_size: int,
-                      fields: Sequence[str] = ("images",), seed: int = 0, num_workers: int = 0,
-                      pin_memory: bool = False) -> DataLoader:
-    """A ``DataLoader`` of :class:`MixedBatches`: a fraction ``alpha`` of every batch is generated.
-
-    Call ``loader.dataset.set_epoch(e)`` each epoch for a fresh order.
-    """
-    return DataLoader(MixedBatches(real, gen, alpha=alpha, batch_size=batch_size, fields=fields, seed=seed),
-                      batch_size=None, num_workers=num_workers, pin_memory=pin_memory)

@@ -18,31 +18,15 @@ import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
-from galaug import _faults
+from galaug import faults
 from galaug.data import _format as fmt
 from galaug.data.dataset import Dataset, open_dataset
 from galaug.errors import DatasetError
+from galaug.files import dead_writer
 
 _UNSET: Any = object()
 
 __all__ = ["DatasetWriter", "ShardWriter", "create_dataset", "check_output", "temporary_sibling", "commit_path"]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def dead_writer(tag: str) -> bool:
-    """Whether ``tag`` (what follows ``.tmp-`` in a temporary's name: ``PID`` or ``PID-...``) names a
-    process that no longer runs, so that what it left can be tidied."""
-    pid = tag.split("-", 1)[0]
-    return pid.isdigit() and not _pid_alive(int(pid))
 
 
 def _remove(path: Path) -> None:
@@ -120,24 +104,24 @@ def commit_path(tmp: Path, final: Path, *, overwrite: bool) -> None:
         if final.exists() or final.is_symlink():
             if not overwrite:
                 raise DatasetError(f"{final}: output appeared while writing (another process?); left untouched")
-            _faults.point("dataset.rename")
+            faults.point("dataset.rename")
             if _exchange(tmp, final):
                 old = tmp  # now holds the previous output
             else:
                 old = final.parent / f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
                 os.rename(final, old)
-                _faults.point("dataset.aside")
+                faults.point("dataset.aside")
                 try:
                     os.rename(tmp, final)
                 except OSError:
                     os.rename(old, final)
                     raise
         else:
-            _faults.point("dataset.rename")
+            faults.point("dataset.rename")
             os.rename(tmp, final)
     except OSError as exc:
         raise DatasetError(f"{final}: could not move the finished output into place ({exc})") from None
-    _faults.point("dataset.renamed")
+    faults.point("dataset.renamed")
     if old is not None:
         _remove(old)
 
@@ -240,7 +224,7 @@ class DatasetWriter:
         self.tmp = temporary_sibling(self.path)
         with self._disk_errors():
             self._group = zarr.open_group(store=str(self.tmp), mode="w-", zarr_format=3)
-        _faults.point("dataset.start")
+        faults.point("dataset.start")
         self._arrays: dict[str, zarr.Array] = {}
         tail = {"images": self.image_shape, "origin": (), "index": ()}
         if param_names is not None:
@@ -307,7 +291,7 @@ class DatasetWriter:
         self._buffered -= take
         self.n = stop
         if whole_chunks:
-            _faults.point("dataset.chunk")
+            faults.point("dataset.chunk")
 
     @property
     def origin_names(self) -> list[str]:

@@ -6,8 +6,9 @@ plugin :mod:`galaug.builtin.degradations`; importing this package does not
 import torch. See ``docs/degradations.md``.
 """
 
-from galaug.degrade.dataset import degrade_dataset, resolve_device
-from galaug.degrade.pipeline import Pipeline, Step, parse_pipeline
+from galaug.degrade.dataset import degrade_dataset
+from galaug.devices import resolve_device
+from galaug.degrade.pipeline import Pipeline, Step, as_pipeline, parse_pipeline
 from galaug.degrade.seeds import derive_seeds
 
-__all__ = ["Pipeline", "Step", "degrade_dataset", "derive_seeds", "parse_pipeline", "resolve_device"]
+__all__ = ["Pipeline", "Step", "as_pipeline", "degrade_dataset", "derive_seeds", "parse_pipeline", "resolve_device"]

@@ -7,39 +7,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from galaug._progress import progress
 from galaug.data.dataset import Dataset, open_dataset
 from galaug.data.provenance import make_entry
 from galaug.data.writer import check_output, like
 from galaug.distributed import sharded_writer
 from galaug.degrade.pipeline import Pipeline, parse_pipeline
 from galaug.degrade.seeds import derive_seeds
+from galaug.devices import resolve_device
 from galaug.errors import GalaugError
+from galaug.progress import progress
 
 if TYPE_CHECKING:
-    import torch
-
     from galaug.registry import Registry
 
-__all__ = ["degrade_dataset", "resolve_device"]
-
-
-def resolve_device(device: Any = "auto") -> torch.device:
-    """``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a torch.device.
-
-    Raises :class:`GalaugError` for an unknown device or CUDA that is not available.
-    """
-    import torch
-
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise GalaugError(f"unknown device {device!r} (use auto, cpu or cuda)") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise GalaugError(f"device {device!r} asked for, but CUDA is not available here")
-    return resolved
+__all__ = ["degrade_dataset"]
 
 
 def degrade_dataset(src: str | Path | Dataset, out: str | Path, pipeline: str | Pipeline, *, seed: int = 0,

@@ -11,6 +11,7 @@ valid) noise on the two devices.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
@@ -52,6 +53,17 @@ def _band_column(values: list[float], like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(values, dtype=like.dtype, device=like.device)[:, None, None]
 
 
+def _check_factor(factor: float) -> float:
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not (math.isfinite(factor) and factor > 0):
+        raise ValueError(f"the noise factor must be a finite number > 0, got {factor!r}")
+    return float(factor)
+
+
+def _times(value: float | tuple[float, ...], factor: float) -> float | tuple[float, ...]:
+    """``value`` (one number or one per band) times ``factor``."""
+    return tuple(v * factor for v in value) if isinstance(value, tuple) else value * factor
+
+
 @dataclasses.dataclass
 class GaussianNoiseConfig:
     """Standard deviation of the noise in image units: one number or one per band."""
@@ -73,6 +85,12 @@ class GaussianNoise(Degradation):
         check_images(images)
         std = _band_column(per_band("std", self.config.std, images.shape[1]), images)
         return _standard_normal(images, _generators(images, seeds)).mul_(std).add_(images)
+
+    def scaled(self, factor: float) -> GaussianNoise:
+        """``std`` (each band's) times ``factor``."""
+        factor = _check_factor(factor)
+        std = None if self.config.std is None else _times(self.config.std, factor)
+        return type(self)(dataclasses.replace(self.config, std=std))
 
 
 @dataclasses.dataclass
@@ -96,6 +114,11 @@ class PoissonNoise(Degradation):
         check_images(images)
         gain = _band_column(per_band("gain", self.config.gain, images.shape[1]), images)
         return _poisson(images.clamp(min=0) * gain, _generators(images, seeds)).div_(gain)
+
+    def scaled(self, factor: float) -> PoissonNoise:
+        """``gain`` (each band's) over ``factor**2``: the noise of ``x`` is ``sqrt(x / gain)``."""
+        factor = _check_factor(factor)
+        return type(self)(dataclasses.replace(self.config, gain=_times(self.config.gain, 1 / factor**2)))
 
 
 @dataclasses.dataclass
@@ -139,6 +162,16 @@ class CCDNoise(Degradation):
         if c.gain > 0:
             return max(level + c.sky_level, 0.0) / c.gain + (c.read_noise / c.gain) ** 2
         return c.read_noise**2
+
+    def scaled(self, factor: float) -> CCDNoise:
+        """``read_noise`` times ``factor`` and ``sky_level`` times ``factor**2``.
+
+        The sky's and the read noise's standard deviations grow ``factor``
+        times; the Poisson noise of the signal itself is unchanged.
+        """
+        factor = _check_factor(factor)
+        c = self.config
+        return type(self)(dataclasses.replace(c, read_noise=c.read_noise * factor, sky_level=c.sky_level * factor**2))
 
     def apply(self, images: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
         sky, gain, read_noise = self.config.sky_level, self.config.gain, self.config.read_noise

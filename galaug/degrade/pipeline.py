@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import typing
 from collections.abc import Sequence
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from galaug.kinds import Degradation
     from galaug.registry import Registry
 
-__all__ = ["Pipeline", "Step", "parse_pipeline", "spec_name"]
+__all__ = ["Pipeline", "Step", "as_pipeline", "parse_pipeline", "spec_name"]
 
 _PUNCT = "()[],=|"
 _QUOTES = "\"'"
@@ -274,10 +275,29 @@ class Step:
 
     @property
     def spec(self) -> str:
-        """The step in canonical spec form: every option that is set, in field order."""
+        """The step in canonical spec form: every option that is set, in field order.
+
+        Each value is written as the parser reads it back (an int in a float
+        field as a float), so a step built from a component and the step
+        parsed from its spec have the same spec.
+        """
         values = config_to_dict(self.component.config)
-        args = [f"{k}={_format_value(v)}" for k, v in values.items() if v is not None]
+        try:
+            types_ = typing.get_type_hints(type(self.component.config))
+        except (NameError, TypeError):  # annotations that do not resolve: the values as they are
+            types_ = {}
+        args = [f"{k}={_format_value(_as_parsed(v, types_.get(k), k))}" for k, v in values.items() if v is not None]
         return spec_name(self.name) + (f"({', '.join(args)})" if args else "")
+
+
+def _as_parsed(value: Any, tp: Any, key: str) -> Any:
+    """``value`` converted to the field type ``tp`` as the parser converts it; as it is if that fails."""
+    if tp is None:
+        return value
+    try:
+        return convert(value, tp, key)
+    except ConfigError:
+        return value
 
 
 def _format_value(value: Any) -> str:
@@ -293,24 +313,50 @@ def _format_value(value: Any) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _as_step(item: Step | Degradation) -> Step:
+    """``item`` as a Step: a component gets its registered name and its plugin's version."""
+    from galaug.kinds import Degradation
+    from galaug.registry import component_version
+
+    if isinstance(item, Step):
+        return item
+    if isinstance(item, Degradation):
+        return Step(item.name, item, component_version(type(item)) or "")
+    if isinstance(item, type) and issubclass(item, Degradation):
+        raise TypeError(f"pipeline steps must be Degradation instances, got the class {item.__name__} "
+                        f"(write {item.__name__}() or {item.__name__}(config))")
+    raise TypeError(f"pipeline steps must be Step or Degradation instances, got {type(item).__name__}")
+
+
 class Pipeline:
     """Degradations applied in order, with seeds derived per sample and per step.
 
-    Build one with :func:`parse_pipeline`. Step ``k`` (0-based) of sample
-    ``i`` gets the seed ``derive_seeds(sample_seed_i, k)``
-    (:mod:`galaug.degrade.seeds`), so the output of a sample depends only
-    on its pixels and its seed.
+    Parse one from a spec with :func:`parse_pipeline`, or build one from
+    components::
+
+        Pipeline([GaussianPSF(GaussianPSFConfig(sigma=2.0)), GaussianNoise(GaussianNoiseConfig(std=4.0))])
+
+    Both give the same pipeline: the same :attr:`spec` and, for the same
+    seeds, the same output. Step ``k`` (0-based) of sample ``i`` gets the
+    seed ``derive_seeds(sample_seed_i, k)`` (:mod:`galaug.degrade.seeds`),
+    so the output of a sample depends only on its pixels and its seed.
 
     Parameters
     ----------
-    steps : sequence of Step
-        At least one.
+    steps : sequence of Step or Degradation
+        At least one. A :class:`galaug.kinds.Degradation` instance becomes a
+        :class:`Step` with the component's registered ``name`` and its
+        ``version`` (the version of the distribution that ships it when the
+        class sets none), as the registry records it.
     """
 
-    def __init__(self, steps: Sequence[Step]) -> None:
+    def __init__(self, steps: Sequence[Step | Degradation]) -> None:
+        if isinstance(steps, (str, bytes)):
+            raise TypeError("Pipeline takes a list of steps; parse a spec with parse_pipeline()")
+        steps = tuple(steps)
         if not steps:
             raise ValueError("a pipeline needs at least one step")
-        self.steps: tuple[Step, ...] = tuple(steps)
+        self.steps: tuple[Step, ...] = tuple(_as_step(step) for step in steps)
 
     def __repr__(self) -> str:
         return f"Pipeline({self.spec!r})"
@@ -327,6 +373,32 @@ class Pipeline:
     def stochastic(self) -> bool:
         """True if any step draws random numbers."""
         return any(step.component.stochastic for step in self.steps)
+
+    def scaled(self, factor: float) -> Pipeline:
+        """The pipeline with the noise of every step ``factor`` times stronger in standard deviation.
+
+        Each step's component is replaced by ``component.scaled(factor)``
+        (:meth:`galaug.kinds.Degradation.scaled`): the built-in noises scale
+        their parameters, PSFs and resampling stay as they are, and a
+        third-party noise takes part by implementing ``scaled``.
+
+        Raises
+        ------
+        ValueError
+            Naming the step, for a stochastic step that does not implement
+            ``scaled`` (or a ``factor`` that is not a finite number > 0).
+        """
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
+            raise ValueError(f"factor must be a finite number > 0, got {factor!r}")
+        steps = []
+        for k, step in enumerate(self.steps):
+            try:
+                component = step.component.scaled(factor)
+            except ValueError as exc:
+                raise ValueError(f'pipeline "{_printable(self.spec)}": step {k + 1} ({spec_name(step.name)}): '
+                                 f"{exc}") from None
+            steps.append(step if component is step.component else dataclasses.replace(step, component=component))
+        return Pipeline(steps)
 
     def pixel_scale_factor(self) -> float:
         """Output pixel scale over input pixel scale: the product over the steps."""
@@ -423,3 +495,12 @@ def parse_pipeline(spec: str, *, registry: Registry | None = None) -> Pipeline:
         registry = get_manager().registry
     return _Parser(spec, registry).pipeline()
 
+
+
+def as_pipeline(degrade: str | Pipeline | None, *, registry: Registry | None = None) -> Pipeline | None:
+    """``degrade`` as a :class:`Pipeline`: a spec is parsed, a Pipeline kept, None (or "") stays None."""
+    if degrade is None or isinstance(degrade, Pipeline):
+        return degrade
+    if isinstance(degrade, str) and not degrade.strip():
+        return None
+    return parse_pipeline(degrade, registry=registry)

@@ -21,13 +21,13 @@ from typing import Any
 import astropy.units as u
 import numpy as np
 
-from galaug._progress import progress
 from galaug.config import config_to_dict, resolve_config
 from galaug.data import _format as fmt
 from galaug.data.provenance import make_entry
 from galaug.data.writer import DatasetWriter, check_output
 from galaug.errors import GalaugError, PluginError, one_line
 from galaug.kinds import Reader
+from galaug.progress import progress
 from galaug.sources.readers import FileUnits
 
 __all__ = ["IngestReport", "ingest", "find_inputs", "reader_class", "resample_flux", "BUILTIN_READERS"]

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from galaug._progress import progress
 from galaug.config import config_to_dict
 from galaug.data import Dataset, make_entry, open_dataset
 from galaug.distributed import sharded_writer
 from galaug.errors import GalaugError
 from galaug.kinds import Simulator
+from galaug.progress import progress
 from galaug.registry import component_version
 
 __all__ = ["simulate"]

@@ -56,10 +56,9 @@ class BandStats(Analysis):
         return {"datasets": results, "figure": "histograms.png"}
 
     def _plot(self, bands, inputs, pixels, path: Path) -> None:
-        import matplotlib
+        from galaug.viz import pyplot
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, axes = plt.subplots(1, len(bands), figsize=(3.2 * len(bands), 2.8), squeeze=False)
         for b, (band, ax) in enumerate(zip(bands, axes[0])):

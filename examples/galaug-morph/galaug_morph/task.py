@@ -21,7 +21,6 @@ Seeds (:func:`galaug.degrade.derive_seeds`, written ``derive``):
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -31,13 +30,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from galaug._progress import progress
+from galaug.progress import progress
 from galaug.checkpoints import CheckpointStore
 from galaug.config import config_to_dict
 from galaug.data import Dataset, open_dataset
-from galaug.degrade import Pipeline, derive_seeds, parse_pipeline
+from galaug.degrade import Pipeline, as_pipeline, derive_seeds, parse_pipeline
 from galaug.errors import GalaugError
 from galaug.kinds import Task
+from galaug.runs import Training
 from galaug_morph.model import InputStretch, ModelConfig, Regressor
 from galaug_morph.targets import TARGETS, measure
 
@@ -154,7 +154,7 @@ class Inputs:
         return self.pipeline.apply(x, seeds) if self.pipeline is not None else x
 
 
-def resolve_inputs(ds: Dataset, spec: str | None) -> Inputs:
+def resolve_inputs(ds: Dataset, spec: str | Pipeline | None) -> Inputs:
     """The inputs of ``ds`` under the degradation ``spec`` (None: the stored images).
 
     Raises
@@ -165,7 +165,7 @@ def resolve_inputs(ds: Dataset, spec: str | None) -> Inputs:
     target = "clean" if ds.clean_shape else "images"
     if not spec:
         return Inputs(target=target, pipeline=None)
-    pipeline = parse_pipeline(spec)
+    pipeline = as_pipeline(spec)
     pipeline.output_shape(ds.clean_shape or ds.image_shape)  # a step that does not fit fails here, not mid-run
     return Inputs(target=target, pipeline=pipeline)
 
@@ -344,9 +344,9 @@ def train_size_flux(cfg: SizeFluxConfig, *, data: Path, run_dir: Path, degrade: 
                           "and train on the rest")
     bands = (ds.clean_shape or ds.image_shape)[0]
     model_cfg = cfg.model_config(bands)
-    store = _store(run_dir)
-    metrics_path = run_dir / "metrics.jsonl"
-    state = store.load() if resume else None
+    run = Training(run_dir, store=_store(run_dir), counter="epoch", total=cfg.epochs, resume=resume, seed=seed,
+                   desc="train size-flux")
+    state = run.resume_state()  # None for a new run: torch is seeded with seed
     every = None if state else max(1, math.ceil(len(train_rows) / cfg.normalize_samples))
     targets, valid, pixels = _scan(ds, inputs, sample_every=every, sample_rows=train_rows, batch_size=cfg.batch_size)
     if not valid[train_rows].any():
@@ -354,7 +354,6 @@ def train_size_flux(cfg: SizeFluxConfig, *, data: Path, run_dir: Path, degrade: 
 
     stretch = InputStretch(bands, softening=cfg.softening)
     if state is None:
-        torch.manual_seed(seed)
         stretch.fit(pixels)
         t = targets[train_rows][valid[train_rows]]
         mean, std = t.mean(axis=0), t.std(axis=0)
@@ -367,22 +366,16 @@ def train_size_flux(cfg: SizeFluxConfig, *, data: Path, run_dir: Path, degrade: 
     net = Regressor(model_cfg)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.lr_min)
-    start, best, best_epoch = 0, math.inf, 0
+    start, best, best_epoch = run.start, math.inf, 0
     if state is not None:
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        start, best, best_epoch = state["epoch"], state["best_loss"], state["best_epoch"]
-        if metrics_path.exists():  # drop the epochs logged after the checkpoint we resume from
-            kept = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["epoch"] <= start]
-            metrics_path.write_text("".join(l + "\n" for l in kept))
+        run.restore_rng(state)
+        best, best_epoch = state["best_loss"], state["best_epoch"]
     net.to(device)
     stretch.to(device)
-    for per_param in optimizer.state.values():  # restored on the CPU
-        for key, value in per_param.items():
-            if isinstance(value, torch.Tensor) and key != "step":
-                per_param[key] = value.to(device)
+    run.optimizer_to(optimizer, device)  # its state was restored on the CPU
     mean, std = target_stats["mean"].to(device), target_stats["std"].to(device)
     common = {"config": config_to_dict(cfg), "model_config": dataclasses.asdict(model_cfg), "bands": list(ds.bands),
               "degrade": inputs.pipeline.spec if inputs.pipeline else None, "seed": seed,
@@ -394,10 +387,9 @@ def train_size_flux(cfg: SizeFluxConfig, *, data: Path, run_dir: Path, degrade: 
     steps_per_epoch = len(epoch_batches(train_rows, cfg.batch_size, seed=seed, epoch=0))
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    bar = progress(total=cfg.epochs * steps_per_epoch, desc="train size-flux", unit="step")
-    bar.update(start * steps_per_epoch)
     net.train()
-    with open(metrics_path, "a") as log:
+    with run, progress(total=cfg.epochs * steps_per_epoch, desc="train size-flux", unit="step") as bar:
+        bar.update(start * steps_per_epoch)
         for epoch in range(start, cfg.epochs):
             lr = optimizer.param_groups[0]["lr"]
             t0, loss_sum, seen, steps = time.perf_counter(), 0.0, 0, 0
@@ -428,19 +420,14 @@ def train_size_flux(cfg: SizeFluxConfig, *, data: Path, run_dir: Path, degrade: 
             improved = holdout is None or holdout < best  # a NaN loss (no valid held-out row) never improves
             if improved:
                 best, best_epoch = (math.inf if holdout is None else holdout), done
-            log.write(json.dumps({
-                "epoch": done, "train_loss": loss_sum / seen if seen else None, "holdout_loss": holdout,
-                **({f"holdout_{n}_rmse": v for n, v in zip(TARGETS, rmse)} if rmse else {}),
-                "lr": lr, "images_per_s": seen / elapsed if elapsed > 0 else None, "steps": steps,
-                "best_epoch": best_epoch}) + "\n")
-            log.flush()
+            run.log(epoch=done, train_loss=loss_sum / seen if seen else None, holdout_loss=holdout,
+                    **({f"holdout_{n}_rmse": v for n, v in zip(TARGETS, rmse)} if rmse else {}),
+                    lr=lr, images_per_s=seen / elapsed if elapsed > 0 else None, steps=steps, best_epoch=best_epoch)
             if improved:
-                store.save_named("best.pt", {"epoch": done, **model_state(), "holdout_loss": holdout})
-            if done % cfg.checkpoint_every == 0 or done == cfg.epochs:
-                store.save({"epoch": done, **model_state(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "best_loss": best, "best_epoch": best_epoch,
-                            "rng": {"torch": torch.get_rng_state()}}, number=done, keep=cfg.keep_checkpoints)
-    bar.close()
+                run.save_named("best.pt", {**model_state(), "holdout_loss": holdout}, number=done)
+            if run.due(done, every=cfg.checkpoint_every):
+                run.save({**model_state(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                          "best_loss": best, "best_epoch": best_epoch}, number=done, keep=cfg.keep_checkpoints)
 
 
 # -- evaluation ---------------------------------------------------------------------------
@@ -502,10 +489,9 @@ def evaluate_size_flux(run_dir: Path, data: Path, *, degrade: str | None, device
         ``flux_rmse``, ``flux_bias`` of the model and ``baseline_rmse``
         (what ``galaug experiment ratios`` tabulates, e.g. ``metric = "rmse"``).
     """
-    from galaug.generators import read_options
+    from galaug.runs import Run
 
-    options = read_options(run_dir, kind="task")
-    spec = degrade or options.get("degrade")
+    spec = degrade or Run.open(run_dir, kind="task").pipeline
     state = load_best(run_dir)
     model_cfg = ModelConfig(**state["model_config"])
     net = Regressor(model_cfg)

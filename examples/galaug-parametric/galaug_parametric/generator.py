@@ -41,8 +41,7 @@ from galaug.config import config_to_dict, resolve_config
 from galaug.data import open_dataset
 from galaug.degrade.seeds import derive_seeds
 from galaug.errors import ConfigError, GalaugError
-from galaug.fitting import fit_sersic, render_sersic
-from galaug.fitting.sersic import N_BOUNDS, Q_MIN
+from galaug.fitting import N_BOUNDS, Q_MIN, fit_sersic, render_sersic
 from galaug.kinds import Generator, GeneratorModel, Layout
 
 __all__ = ["ParametricConfig", "Parametric", "ParametricModel", "psf_from_provenance", "params_to_w", "w_to_params",

@@ -7,25 +7,21 @@ from typing import Any
 
 from galaug.checkpoints import CheckpointStore
 
-__all__ = ["save_checkpoint", "load_checkpoint", "list_checkpoints", "FORMAT"]
+__all__ = ["checkpoint_store", "list_checkpoints", "load_checkpoint", "FORMAT"]
 
 FORMAT = "galaug-alae/1"
 
 
-def _store(run_dir: Path) -> CheckpointStore:
+def checkpoint_store(run_dir: Path) -> CheckpointStore:
+    """The checkpoints of an ALAE run (``checkpoints/ckpt-<step>.pt``)."""
     return CheckpointStore(run_dir, format=FORMAT, what="an ALAE checkpoint", digits=8)
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Checkpoints of a run, newest first."""
-    return _store(run_dir).list()
-
-
-def save_checkpoint(run_dir: Path, state: dict[str, Any], *, step: int, keep: int) -> Path:
-    """Write ``checkpoints/ckpt-<step>.pt`` atomically and keep only the newest ``keep``."""
-    return _store(run_dir).save({"step": step, **state}, number=step, keep=keep)
 
 
 def load_checkpoint(run_dir: Path, *, checkpoint: Path | None = None) -> dict[str, Any]:
     """The given checkpoint, or the newest one that loads (falling back with a warning)."""
-    return _store(run_dir).load(checkpoint=checkpoint)
+    return checkpoint_store(run_dir).load(checkpoint=checkpoint)
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoints of a run, newest first."""
+    return checkpoint_store(run_dir).list()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -16,17 +14,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from galaug import _faults, distributed
-from galaug._progress import progress
-from galaug.checkpoints import trim_metrics
+from galaug import distributed, faults
 from galaug.config import config_to_dict
-from galaug.data import open_dataset
-from galaug.data._format import pixel_scale_quantity
+from galaug.data import open_dataset, pixel_scale_quantity
 from galaug.data.torch import BlockDataset, BlockSampler
 from galaug.degrade.seeds import derive_seeds
 from galaug.errors import GalaugError
 from galaug.kinds import Generator, GeneratorModel, Layout
-from galaug_alae.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from galaug.runs import Training, config_from_options, rank_rows
+from galaug_alae.checkpoint import checkpoint_store, load_checkpoint
 from galaug_alae.model import Discriminator, Encoder, Mapping, NetConfig, Synthesis
 from galaug_alae.transform import IntensityTransform
 
@@ -221,17 +217,17 @@ def _mixed_styles(nets: Nets, z: torch.Tensor, level: int, mixing: float, *, map
 
 
 class _StepRanges(torch.utils.data.Sampler):
-    """The row range of each training step from ``start`` to ``steps``: this rank's slice of the global batch.
+    """The row range of each training step from ``start`` to ``steps``: this rank's part of the global batch.
 
     Step s is batch ``s % per_epoch`` of epoch ``s // per_epoch`` of
     :class:`BlockSampler` (a new order every epoch); with several ranks,
-    rank r reads rows ``[a + r b / R, a + (r + 1) b / R)`` of the batch
-    ``[a, a + b)``. One sampler for the whole run lets one ``DataLoader``
-    (with workers that open the store themselves, pinned memory) feed it.
+    each reads its part of the batch (:func:`galaug.runs.rank_rows`). One
+    sampler for the whole run lets one ``DataLoader`` (with workers that
+    open the store themselves, pinned memory) feed it.
     """
 
-    def __init__(self, sampler: BlockSampler, start: int, steps: int, part: slice) -> None:
-        self.sampler, self.start, self.steps, self.part = sampler, start, steps, part
+    def __init__(self, sampler: BlockSampler, start: int, steps: int) -> None:
+        self.sampler, self.start, self.steps = sampler, start, steps
         self.per_epoch = len(sampler)
         self._cache: tuple[int, list] | None = None
 
@@ -243,9 +239,7 @@ class _StepRanges(torch.utils.data.Sampler):
 
     def at(self, step: int) -> tuple[int, int]:
         epoch, pos = divmod(step, self.per_epoch)
-        a, b = self._epoch(epoch)[pos]
-        lo, hi, _ = self.part.indices(b - a)
-        return a + lo, a + hi
+        return rank_rows(*self._epoch(epoch)[pos])
 
     def __iter__(self):
         return (self.at(step) for step in range(self.start, self.steps))
@@ -279,18 +273,14 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
     if cfg.batch_size % world:
         raise GalaugError(f"batch_size {cfg.batch_size} does not split over {world} processes "
                           f"(--set batch_size=... a multiple of {world})")
-    part = slice(*distributed.shard_range(cfg.batch_size))
-    main = distributed.is_main()
+    part = slice(*rank_rows(0, cfg.batch_size))
     net = cfg.net(ds.image_shape[0])
-    metrics_path = run_dir / "metrics.jsonl"
-    if resume and list_checkpoints(run_dir):
-        state = load_checkpoint(run_dir)
-        transform = IntensityTransform.from_state_dict(state["transform"])
-        start = state["step"]
-    else:  # a new run, or one stopped before its first checkpoint: from step 0
-        torch.manual_seed(seed)
-        transform = _fit_transform(ds, cfg, seed)
-        state, start = None, 0
+    run = Training(run_dir, store=checkpoint_store(run_dir), counter="step", total=steps, resume=resume,
+                   desc="train alae", seed=seed)
+    state = run.resume_state()  # a new run (or one stopped before its first checkpoint) starts at step 0
+    transform = (IntensityTransform.from_state_dict(state["transform"]) if state is not None
+                 else _fit_transform(ds, cfg, seed))
+    start = run.start
     nets = Nets(net)
     opt_ed = torch.optim.Adam([*nets.E.parameters(), *nets.D.parameters()], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_fg = torch.optim.Adam([*nets.F.parameters(), *nets.G.parameters()], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
@@ -298,36 +288,23 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
         nets.load_state_dict(state["nets"])
         opt_ed.load_state_dict(state["opt_ed"])
         opt_fg.load_state_dict(state["opt_fg"])
-        torch.set_rng_state(state["rng"]["torch"])  # after building the nets, whose init draws from it
-    if main and resume and metrics_path.exists():  # drop lines logged after the checkpoint we resume from
-        trim_metrics(metrics_path, "step", start)
+        run.restore_rng(state)  # after building the nets, whose init draws from it
     distributed.broadcast_module(nets)
     nets.to(device)
     if cfg.channels_last:
         nets.to(memory_format=torch.channels_last)
     batches = BlockDataset(ds.path, fields=("images",), batch_size=cfg.batch_size)
     steps_sampler = _StepRanges(BlockSampler(len(ds), batch_size=cfg.batch_size, seed=seed, drop_last=True),
-                                start, steps, part)
+                                start, steps)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=steps_sampler,
                                          num_workers=cfg.loader_workers, pin_memory=device.type == "cuda",
                                          # its own generator: starting the loader draws a seed, which from the
                                          # global RNG would shift every later draw of a resumed run
                                          generator=torch.Generator().manual_seed(seed))
     sample_z = torch.randn(16, net.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
-
-    def checkpoint(step: int) -> None:
-        if not main:
-            return
-        save_checkpoint(run_dir, {
-            "config": config_to_dict(cfg), "layout": _layout_dict(ds), "nets": nets.state_dict(),
-            "opt_ed": opt_ed.state_dict(), "opt_fg": opt_fg.state_dict(), "transform": transform.state_dict(),
-            "rng": {"torch": torch.get_rng_state()}, "seed": seed,
-        }, step=step, keep=cfg.keep_checkpoints)
-
-    bar = progress(total=steps, desc="train alae", unit="step")
-    bar.update(start)
     t_log, seen = time.perf_counter(), 0
-    with open(metrics_path, "a") if main else contextlib.nullcontext() as log:
+    with run:
+        bar = run.bar
         for step, batch in zip(range(start, steps), loader):
             x = batch["images"].to(device, non_blocking=True)
             if not distributed.all_ok(bool(torch.isfinite(x).all())):
@@ -335,16 +312,7 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
                 raise GalaugError(f"{ds.path}: NaN/Inf pixels in the batch of step {step} (rank {rank}: rows "
                                   f"{a}-{b - 1})")
             level, alpha = _schedule(cfg, net, step)
-            x = transform.forward(x)
-            if cfg.augment:
-                x = _augment(x)
-            for _ in range(net.levels - 1 - level):
-                x = F.avg_pool2d(x, 2)
-            if alpha < 1:  # blend the real images like the generator's fade-in
-                x = torch.lerp(F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear",
-                                             align_corners=False), x, alpha)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = _prepare(x, transform, cfg, net, level, alpha)
             b = cfg.batch_size
             logs = _train_step(nets, opt_ed, opt_fg, x, cfg, level, alpha, b, r1=step % cfg.r1_every == 0, part=part)
             with torch.no_grad():  # EMA of F and G, running mean of w
@@ -355,20 +323,36 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
             seen += b
             bar.update(1)
             done = step + 1
-            _faults.point("train.step")
-            if main and (done % cfg.log_every == 0 or done == steps):
+            faults.point("train.step")
+            if run.due(done, every=cfg.log_every):
                 now = time.perf_counter()
                 logs.update(step=done, images_per_s=seen / (now - t_log), lr=cfg.lr, level=level, alpha=alpha,
                             resolution=net.resolution(level))
-                log.write(json.dumps(logs) + "\n")
-                log.flush()
+                run.log(**logs)
                 bar.set_postfix(lae=f"{logs['loss_lae']:.3g}", d=f"{logs['loss_d']:.3g}")
                 t_log, seen = now, 0
-            if main and (done % cfg.sample_every == 0 or done == steps):
+            if run.main and run.due(done, every=cfg.sample_every):
                 _save_samples(nets, transform, sample_z, run_dir / f"samples-{done:08d}.png", level, alpha, ds)
-            if done % cfg.checkpoint_every == 0 or done == steps:
-                checkpoint(done)
-    bar.close()
+            if run.due(done, every=cfg.checkpoint_every):
+                run.save({"config": config_to_dict(cfg), "layout": _layout_dict(ds), "nets": nets.state_dict(),
+                          "opt_ed": opt_ed.state_dict(), "opt_fg": opt_fg.state_dict(),
+                          "transform": transform.state_dict(), "seed": seed}, number=done, keep=cfg.keep_checkpoints)
+
+
+def _prepare(x: torch.Tensor, transform: IntensityTransform, cfg: AlaeConfig, net: NetConfig, level: int,
+             alpha: float) -> torch.Tensor:
+    """Real images as the networks see them at ``level``: stretched, augmented, downsampled, faded in."""
+    x = transform.forward(x)
+    if cfg.augment:
+        x = _augment(x)
+    for _ in range(net.levels - 1 - level):
+        x = F.avg_pool2d(x, 2)
+    if alpha < 1:  # blend the real images like the generator's fade-in
+        x = torch.lerp(F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear", align_corners=False),
+                       x, alpha)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def _train_step(nets: Nets, opt_ed, opt_fg, x: torch.Tensor, cfg: AlaeConfig, level: int, alpha: float,
@@ -474,7 +458,7 @@ class AlaeModel(GeneratorModel):
 
     @classmethod
     def from_checkpoint(cls, state: dict, *, device) -> AlaeModel:
-        cfg = AlaeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
+        cfg = config_from_options(Alae, state["config"])
         nets = Nets(cfg.net(len(state["layout"]["bands"])))
         nets.load_state_dict(state["nets"])
         return cls(nets, IntensityTransform.from_state_dict(state["transform"]), state["layout"], state["step"],

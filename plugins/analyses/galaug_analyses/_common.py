@@ -9,30 +9,21 @@ import numpy as np
 
 from galaug import GalaugError, open_dataset
 from galaug.data import Dataset
-from galaug.generators import load_generator, read_options
+from galaug.generators import load_generator
+from galaug.runs import Run
 
-__all__ = ["pyplot", "load_run", "training_data", "sersic_geometry", "band_index", "sample", "decode"]
-
-
-def pyplot():
-    """matplotlib's pyplot on the Agg backend (figures are files, never windows)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+__all__ = ["load_run", "training_data", "sersic_geometry", "band_index", "sample", "decode"]
 
 
 def load_run(path: Path, *, device: str):
     """The trained generator of run directory ``path`` (one clear error if it is not one)."""
-    read_options(path)  # GalaugError: not a run, not a generator run
+    Run.open(path, kind="generator")  # GalaugError: not a run, not a generator run
     return load_generator(path, device=device)
 
 
 def training_data(run: Path) -> Dataset | None:
     """The dataset the run was trained on, if it is still where the run says."""
-    data = read_options(run).get("data")
+    data = Run.open(run, kind="generator").data
     try:
         return open_dataset(data) if data else None
     except GalaugError:
@@ -64,7 +55,7 @@ def band_index(bands: tuple[str, ...], band: str) -> int:
 
 def sample(model, n: int, *, seed: int, truncation: float | None, batch: int = 256) -> dict[str, np.ndarray]:
     """``n`` samples of ``model`` (images, z, w) as numpy arrays, drawn in batches with a progress bar."""
-    from galaug._progress import progress
+    from galaug.progress import progress
 
     parts: dict[str, list[np.ndarray]] = {"images": [], "z": [], "w": []}
     with progress(total=n, desc="generate") as bar:

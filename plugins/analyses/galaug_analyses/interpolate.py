@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from galaug import GalaugError, open_dataset
-from galaug.degrade import resolve_device
+from galaug.devices import device_name
 from galaug.kinds import Analysis
 from galaug.viz import pick_rgb_bands, save_grid
 
@@ -94,7 +94,7 @@ class Interpolate(Analysis):
         cfg = self.config
         if len(inputs) not in (1, 2):
             raise GalaugError(f"interpolate takes RUN [DATA.zarr], got {len(inputs)} inputs")
-        model = load_run(inputs[0], device=str(resolve_device(cfg.device)))
+        model = load_run(inputs[0], device=device_name(cfg.device))
         try:
             channels = pick_rgb_bands(model.layout.bands, cfg.bands or None)
         except ValueError as exc:

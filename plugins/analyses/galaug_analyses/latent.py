@@ -20,13 +20,13 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
 from galaug import GalaugError, open_dataset
-from galaug.degrade import resolve_device
+from galaug.devices import device_name
 from galaug.fitting import FitResult, fit_sersic
 from galaug.kinds import Analysis
 from galaug.sources.sersic import PARAM_NAMES
-from galaug.viz import save_grid
+from galaug.viz import pyplot, save_grid
 
-from galaug_analyses._common import band_index, decode, load_run, pyplot, sample, sersic_geometry, training_data
+from galaug_analyses._common import band_index, decode, load_run, sample, sersic_geometry, training_data
 
 __all__ = ["LatentStructureConfig", "LatentStructure", "Ordering", "order_latents", "rank_correlation"]
 
@@ -239,7 +239,7 @@ class LatentStructure(Analysis):
         cfg = self.config
         if len(inputs) not in (1, 2):
             raise GalaugError(f"latent-structure takes RUN [CONTROL.zarr], got {len(inputs)} inputs")
-        model = load_run(inputs[0], device=str(resolve_device(cfg.device)))
+        model = load_run(inputs[0], device=device_name(cfg.device))
         train_ds = training_data(inputs[0])
         control_ds = open_dataset(inputs[1]) if len(inputs) == 2 else train_ds
         # the PSF and noise the generator learned: its training data's, else those of the control images

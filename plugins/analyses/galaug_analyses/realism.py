@@ -34,11 +34,12 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 
 from galaug import ConfigError, GalaugError, open_dataset
-from galaug.errors import require
-from galaug._progress import progress
 from galaug.data import Dataset
 from galaug.degrade.seeds import derive_seeds
+from galaug.errors import require
 from galaug.kinds import Analysis
+from galaug.progress import progress
+from galaug.viz import pyplot
 
 __all__ = ["RealismConfig", "Realism", "STATISTICS", "bulge_statistic", "power_spectrum", "scaled_distance"]
 
@@ -376,17 +377,19 @@ def _pipeline(cfg: RealismConfig, heldout: np.ndarray, seed: int):
     Returns the pipeline (None when there is nothing to apply) and the added
     noise standard deviation per band.
     """
-    from galaug.degrade import parse_pipeline
+    from galaug.degrade import Pipeline, parse_pipeline
+    from galaug.degrade.noise import GaussianNoise, GaussianNoiseConfig
 
     bands = heldout.shape[1]
-    steps = [cfg.degrade] if cfg.degrade.strip() else []
+    degrade = parse_pipeline(cfg.degrade) if cfg.degrade.strip() else None
     noise = [0.0] * bands
-    if cfg.noise_fraction > 0:
-        blurred = _degrade(parse_pipeline(cfg.degrade), heldout, seed) if steps else heldout
-        peaks = np.median(blurred.max(axis=(2, 3)), axis=0)  # (C,) typical peak of each band
-        noise = [float(f"{cfg.noise_fraction * abs(p):.6g}") for p in peaks]
-        steps.append(f"noise:gaussian(std=[{', '.join(repr(s) for s in noise)}])")
-    return (parse_pipeline("|".join(steps)) if steps else None), noise
+    if cfg.noise_fraction <= 0:
+        return degrade, noise
+    blurred = _degrade(degrade, heldout, seed)
+    peaks = np.median(blurred.max(axis=(2, 3)), axis=0)  # (C,) typical peak of each band
+    noise = [float(f"{cfg.noise_fraction * abs(p):.6g}") for p in peaks]
+    steps = (degrade.steps if degrade is not None else ()) + (GaussianNoise(GaussianNoiseConfig(std=tuple(noise))),)
+    return Pipeline(steps), noise
 
 
 def _degrade(pipeline, images: np.ndarray, seed: int, *, batch: int = 256) -> np.ndarray:
@@ -542,15 +545,6 @@ _CAPTIONS = {
 }
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _hist(ax, sets: list[_Set], values, bins: int, *, tails: float = 0.0) -> None:
     """Overlaid density histograms of ``values(set)`` on shared bins.
 
@@ -580,7 +574,7 @@ def _legend(ax) -> None:
 
 def _plot(sets: list[_Set], results: dict[str, Any], frequency: np.ndarray, bands: tuple[str, ...],
           bins: int, out_dir: Path) -> list[str]:
-    plt = _pyplot()
+    plt = pyplot()
     figures = []
 
     fig, axes = plt.subplots(3, 3, figsize=(9, 7.5))

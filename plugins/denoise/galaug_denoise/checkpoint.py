@@ -15,39 +15,25 @@ from typing import Any
 from galaug.checkpoints import CheckpointStore
 from galaug.errors import GalaugError
 
-__all__ = ["FORMAT", "BEST", "list_checkpoints", "save_checkpoint", "save_best", "load_checkpoint", "load_best"]
+__all__ = ["FORMAT", "BEST", "checkpoint_store", "list_checkpoints", "load_best"]
 
 FORMAT = "galaug-denoise/1"
 BEST = "best.pt"
 
 
-def _store(run_dir: Path) -> CheckpointStore:
+def checkpoint_store(run_dir: Path) -> CheckpointStore:
+    """The checkpoints of a denoiser run (``ckpt-<epoch>.pt`` and ``best.pt``)."""
     return CheckpointStore(run_dir, format=FORMAT, what="a denoiser checkpoint", digits=6)
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Resumable checkpoints of a run, newest first."""
-    return _store(run_dir).list()
-
-
-def save_checkpoint(run_dir: Path, state: dict[str, Any], *, epoch: int, keep: int) -> Path:
-    """Write ``checkpoints/ckpt-<epoch>.pt`` atomically and keep only the newest ``keep``."""
-    return _store(run_dir).save({"epoch": epoch, **state}, number=epoch, keep=keep)
-
-
-def save_best(run_dir: Path, state: dict[str, Any], *, epoch: int) -> Path:
-    """Write ``checkpoints/best.pt`` atomically (the model only: no optimizer)."""
-    return _store(run_dir).save_named(BEST, {"epoch": epoch, **state})
-
-
-def load_checkpoint(run_dir: Path, *, checkpoint: Path | None = None) -> dict[str, Any]:
-    """The given checkpoint, or the newest resumable one that loads (falling back with a warning)."""
-    return _store(run_dir).load(checkpoint=checkpoint)
+    return checkpoint_store(run_dir).list()
 
 
 def load_best(run_dir: Path) -> dict[str, Any]:
     """``best.pt``; if it is missing or unreadable, the newest good checkpoint (with a warning)."""
-    store = _store(run_dir)
+    store = checkpoint_store(run_dir)
     path = store.folder / BEST
     try:
         return store.read(path)

@@ -29,11 +29,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from galaug import distributed
+from galaug.data import Dataset
 from galaug.data.torch import BlockDataset, BlockSampler
-from galaug.degrade import derive_seeds
+from galaug.degrade import Pipeline, as_pipeline, derive_seeds
+from galaug.errors import GalaugError
+from galaug.runs import rank_rows
 
 __all__ = ["Split", "split_rows", "SplitSampler", "RangeBatches", "ranges_rows", "train_seeds", "holdout_seeds",
-           "augment_codes", "dihedral"]
+           "augment_codes", "dihedral", "Pairs", "resolve_pairs", "check_model_fits", "check_finite", "row_batches"]
 
 Ranges = tuple[tuple[int, int], ...]
 
@@ -114,18 +118,17 @@ class SplitSampler(torch.utils.data.Sampler):
         With :meth:`set_epoch`, fixes each epoch's order.
     max_batches : int
         Only the first so many batches of each epoch (0: all).
-    rank, world : int
-        With several processes, each batch is split into ``world`` near-equal
-        contiguous parts and this sampler yields part ``rank``; a batch of
-        fewer rows than processes (an epoch's last) is skipped by all.
+
+    With several processes, each yields its part of every batch
+    (:func:`galaug.runs.rank_rows`); a batch of fewer rows than processes
+    (an epoch's last) is skipped by all.
     """
 
-    def __init__(self, split: Split, *, batch_size: int, seed: int, max_batches: int = 0, rank: int = 0,
-                 world: int = 1) -> None:
+    def __init__(self, split: Split, *, batch_size: int, seed: int, max_batches: int = 0) -> None:
         self.split = split
         self.blocks = BlockSampler(split.n_train, batch_size=batch_size, shuffle=True, seed=seed)
         self.max_batches = max_batches
-        self.rank, self.world = rank, world
+        self.world = distributed.world_size()
 
     def set_epoch(self, epoch: int) -> None:
         self.blocks.set_epoch(epoch)
@@ -136,8 +139,7 @@ class SplitSampler(torch.utils.data.Sampler):
                 return
             if stop - start < self.world:
                 continue
-            n = stop - start
-            yield self.split.train_ranges(start + n * self.rank // self.world, start + n * (self.rank + 1) // self.world)
+            yield self.split.train_ranges(*rank_rows(start, stop))
 
     def __len__(self) -> int:
         if self.world > 1:  # batches shorter than the number of processes are skipped
@@ -200,3 +202,94 @@ def dihedral(images: torch.Tensor, codes: np.ndarray) -> torch.Tensor:
         x = torch.rot90(images[idx], int(code) % 4, dims=(2, 3))
         out[idx] = torch.flip(x, dims=(3,)) if code >= 4 else x
     return out
+
+
+# -- (noisy, clean) pairs -----------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Pairs:
+    """How a dataset gives (degraded, clean) pairs.
+
+    With a ``pipeline``, the clean images are the ``target`` member (``clean``
+    when the dataset has one, else ``images``) and the inputs are made from
+    them on the fly; without, the inputs are ``images`` and the targets
+    ``clean`` (a ``galaug degrade`` output).
+    """
+
+    target: str
+    pipeline: Pipeline | None
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The members to read."""
+        return (self.target,) if self.pipeline is not None else ("images", "clean")
+
+    def make(self, batch: dict[str, torch.Tensor], *, seeds: np.ndarray, device: torch.device,
+             codes: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(noisy, clean) on ``device``; ``codes`` (see :func:`galaug_denoise.data.dihedral`) augment both alike."""
+        clean = batch[self.target].to(device)
+        noisy = None if self.pipeline is not None else batch["images"].to(device)
+        if codes is not None:
+            clean = dihedral(clean, codes)
+            noisy = None if noisy is None else dihedral(noisy, codes)
+        if noisy is None:
+            noisy = self.pipeline.apply(clean, seeds)
+        return noisy, clean
+
+
+def resolve_pairs(ds: Dataset, degrade: str | Pipeline | None) -> Pairs:
+    """The pairs of ``ds`` under the degradation ``degrade`` (a spec is parsed); :class:`GalaugError` if none.
+
+    Raises
+    ------
+    GalaugError
+        No ``spec`` and no ``clean`` member; ``clean`` and ``images`` of
+        different sizes; a pipeline that changes the image size.
+    """
+    pipeline = as_pipeline(degrade)
+    if pipeline is not None:
+        target = "clean" if ds.clean_shape else "images"
+        shape = ds.clean_shape or ds.image_shape
+        out = pipeline.output_shape(shape)
+        if tuple(out) != tuple(shape):
+            raise GalaugError(f'degradation "{pipeline.spec}" turns {shape[1]}x{shape[2]} images into '
+                              f"{out[1]}x{out[2]}; the denoiser needs the size kept (resample: keep_size=true)")
+        return Pairs(target=target, pipeline=pipeline)
+    if not ds.clean_shape:
+        raise GalaugError(f"{ds.path}: no degradation given and no clean member to pair the images with; "
+                          'pass --degrade SPEC (e.g. "noise:gaussian(std=1)") or use the output of galaug degrade')
+    if tuple(ds.clean_shape) != tuple(ds.image_shape):
+        raise GalaugError(f"{ds.path}: images are {ds.image_shape[1]}x{ds.image_shape[2]} but clean ones "
+                          f"{ds.clean_shape[1]}x{ds.clean_shape[2]}; the denoiser needs pairs of one size")
+    return Pairs(target="clean", pipeline=None)
+
+
+def check_model_fits(model: str, shape: Sequence[int], ds: Dataset) -> None:
+    if model == "unet" and (shape[1] % 4 or shape[2] % 4):
+        raise GalaugError(f"{ds.path}: the U-Net needs image sizes divisible by 4, got {shape[1]}x{shape[2]} "
+                          "(--set model=resnet works with any size)")
+
+
+def check_finite(batch: dict[str, torch.Tensor], fields: Sequence[str], ds: Dataset) -> None:
+    for field in fields:
+        bad = ~torch.isfinite(batch[field]).flatten(1).all(dim=1)
+        if bad.any():
+            row = int(batch["rows"][bad][0])
+            raise GalaugError(f"{ds.path}: {int(bad.sum())} image(s) with NaN/Inf pixels in {field!r} (first at "
+                              f"row {row}); clean the data (galaug ingest --on-bad) first")
+
+
+def row_batches(ranges: Sequence[tuple[int, int]], size: int) -> Iterator[tuple[tuple[int, int], ...]]:
+    """Consecutive groups of at most ``size`` rows of ``ranges``, each group as row ranges."""
+    group: list[tuple[int, int]] = []
+    room = size
+    for a, b in ranges:
+        while a < b:
+            take = min(room, b - a)
+            group.append((a, a + take))
+            a, room = a + take, room - take
+            if room == 0:
+                yield tuple(group)
+                group, room = [], size
+    if group:
+        yield tuple(group)
