@@ -32,7 +32,8 @@ from typing import Any
 
 from galaug.errors import GalaugError
 
-__all__ = ["init", "rank", "world_size", "is_main", "barrier", "broadcast", "on_main", "all_ok", "average_gradients",
+__all__ = ["init", "rank", "world_size", "is_main", "barrier", "broadcast", "all_gather", "on_main", "all_ok",
+           "average_gradients",
            "all_mean", "broadcast_module", "shard_range", "chunk_shard", "sharded_writer", "launch", "strip_nproc",
            "launched"]
 
@@ -120,6 +121,16 @@ def broadcast(value: Any, src: int = 0) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=src, group=_cpu_group())
     return box[0]
+
+
+def all_gather(value: Any) -> list[Any]:
+    """Every rank's ``value`` (any picklable object), in rank order, on every rank; ``[value]`` alone."""
+    dist = _dist()
+    if not dist:
+        return [value]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value, group=_cpu_group())
+    return out
 
 
 def on_main(fn, *args: Any, **kwargs: Any) -> Any:
@@ -215,7 +226,8 @@ def sharded_writer(out: str | Path, n: int, **writer_kwargs: Any) -> Iterator[tu
     """Write the ``n`` rows of a new dataset from all ranks: yields ``(writer, lo, hi)`` on each.
 
     The caller appends rows ``lo`` to ``hi`` of the output, in order, to
-    ``writer``. With one process this is a plain
+    ``writer``; ``writer.set_metadata(provenance=...)`` adds to the step's
+    provenance entry (with several processes, rank 0's items). With one process this is a plain
     :class:`~galaug.data.writer.DatasetWriter` over all rows. With several,
     rank 0 creates the temporary at full length (an error there, such as an
     existing output, is raised on every rank), every rank writes its chunk
@@ -255,6 +267,7 @@ def sharded_writer(out: str | Path, n: int, **writer_kwargs: Any) -> Iterator[tu
         if main:
             try:
                 if everyone:
+                    writer.set_metadata(provenance=shard.provenance)  # settled inside the block (rank 0's)
                     writer.close()
                 else:
                     writer.abort()

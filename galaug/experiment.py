@@ -10,6 +10,7 @@
     seeds = [0, 1, 2]
     out = "runs/experiment"
     metric = "mse"                             # the summary metric of the table and figure
+    allow_outliers = false                     # true: use generated images that fail the quality gate
     [task_config]                              # the task's --set values
     epochs = 5
 
@@ -23,6 +24,7 @@ again, so an interrupted experiment resumes.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -30,6 +32,7 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ import numpy as np
 
 from galaug.config import read_toml, resolve_config
 from galaug.errors import ConfigError, GalaugError
+from galaug.quality import require_passed
 
 __all__ = ["Arm", "ExperimentConfig", "DEFAULT_ARMS", "load_experiment", "run_experiment", "summarise"]
 
@@ -78,6 +82,8 @@ class ExperimentConfig:
     out: str = "runs/experiment"
     metric: str = "mse"
     device: str = "cpu"
+    #: use a generated set (or generator) that fails the quality gate (galaug.quality)
+    allow_outliers: bool = False
 
 
 def load_experiment(path: str | Path) -> tuple[ExperimentConfig, tuple[Arm, ...], dict[str, Any]]:
@@ -146,8 +152,9 @@ def run_experiment(config: ExperimentConfig, arms: tuple[Arm, ...], task_config:
     resolve_config(cls.Config, overrides=task_config)  # a bad task config fails before any work
     pipeline = as_pipeline(config.degrade)  # parsed once, for every arm's training and evaluation
     real, val = open_dataset(config.real), open_dataset(config.val)
-    if config.gen:
-        open_dataset(config.gen)
+    if config.gen:  # a generated set that failed the quality gate stops the experiment before any work
+        with _spelled_for_the_file():
+            require_passed(open_dataset(config.gen), allow_outliers=config.allow_outliers)
     out = Path(config.out)
     if overwrite:  # nothing is deleted for an experiment that would fail its checks
         _start_afresh(out, inputs=[*inputs, config.real, config.val, config.gen, config.generator])
@@ -164,7 +171,8 @@ def run_experiment(config: ExperimentConfig, arms: tuple[Arm, ...], task_config:
                 echo(f"[{done}/{total}] {arm.name}, seed {seed}: done before, skipped")
                 continue
             echo(f"[{done}/{total}] {arm.name}, seed {seed}")
-            mix = _mix(arm, out / "mixes" / f"{tag}.zarr", config, real, seed)
+            with _spelled_for_the_file():
+                mix = _mix(arm, out / "mixes" / f"{tag}.zarr", config, real, seed)
             run_path = out / "runs" / tag
             if run_path.exists():  # an interrupted training of this pair: start it again
                 shutil.rmtree(run_path)
@@ -211,11 +219,23 @@ def _start_afresh(out: Path, *, inputs: list[str]) -> None:
     shutil.rmtree(trash)
 
 
+@contextlib.contextmanager
+def _spelled_for_the_file() -> Iterator[None]:
+    """A quality-gate refusal names the experiment file's key (``allow_outliers = true``)."""
+    from galaug.quality import QualityError
+
+    try:
+        yield
+    except QualityError as exc:
+        raise GalaugError(exc.spelled(lambda name: f"{name} = true in the experiment file")) from None
+
+
 def _mix(arm: Arm, path: Path, config: ExperimentConfig, real, seed: int):
     """The training set of one (arm, seed): a mix of the real set and generated images."""
     from galaug.mix import mix_datasets
 
-    gen_kw = {"gen_data": config.gen or None, "generator": config.generator or None}
+    gen_kw = {"gen_data": config.gen or None, "generator": config.generator or None,
+              "allow_outliers": config.allow_outliers}
     if arm.alpha is not None:
         return mix_datasets(path, real_data=real.path, alpha=arm.alpha, size=len(real), seed=seed, overwrite=True,
                             **gen_kw)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from galaug import quality
 from galaug.data import Dataset, make_entry, open_dataset
 from galaug.devices import device_name
-from galaug.distributed import sharded_writer
+from galaug.distributed import on_main, sharded_writer
 from galaug.errors import GalaugError
 from galaug.progress import progress
 from galaug.runs import Run
@@ -35,18 +36,29 @@ def load_generator(run_dir: str | Path, *, device: str = "cpu", checkpoint: str 
 
 
 def generate(run_dir: str | Path, out: str | Path, n: int, *, seed: int = 0, truncation: float | None = None,
-             batch_size: int = 256, device: str = "cpu", overwrite: bool = False, manager=None) -> Dataset:
+             batch_size: int = 256, device: str = "cpu", overwrite: bool = False, manager=None,
+             edit: dict[str, float] | None = None, directions=None, allow_outliers: bool = False) -> Dataset:
     """Write ``n`` generated images, their latents ``w`` and prior samples ``z`` to a new dataset.
 
     Sample ``r`` depends only on ``(seed, r)``: the output does not depend on
     ``batch_size`` and any slice can be regenerated alone. ``origin`` is
     "generated"; the provenance records the run, checkpoint step, seed and
-    truncation.
+    truncation. ``edit`` (e.g. ``{"r_half": 1.0}``) moves every w that many
+    standard deviations of the projection along w* of the ``directions``
+    (a latent-structure report of this run, :mod:`galaug.editing`); the
+    edit and the directions are recorded in the provenance.
+
+    The quality gate (:mod:`galaug.quality`) compares the images with the
+    statistics of the run's training data and records the comparison in the
+    provenance (``quality``); output far outside them raises
+    :class:`galaug.quality.QualityError` and nothing is written, unless
+    ``allow_outliers`` (then the record says it was overridden).
     """
     if n < 1:
         raise GalaugError(f"n must be at least 1, got {n}")
     options = Run.open(run_dir, kind="generator").options
     model = load_generator(run_dir, device=device, manager=manager)
+    editing = _editing(model, run_dir, edit, directions)
     layout = model.layout
     parents = []
     try:
@@ -55,16 +67,42 @@ def generate(run_dir: str | Path, out: str | Path, n: int, *, seed: int = 0, tru
         pass  # the training set moved: provenance keeps the run only
     entry = make_entry("generate", plugin=f"generator:{options['generator']}",
                        plugin_version=options.get("plugin_version"), seed=seed,
-                       config={"truncation": truncation, "n": n}, run=str(run_dir), checkpoint_step=model.step,
+                       config={"truncation": truncation, "n": n, **editing.get("record", {})}, run=str(run_dir),
+                       checkpoint_step=model.step,
                        parents=[options["data_id"]] if options.get("data_id") else [])
+    training, source = on_main(quality.run_stats, run_dir)
+    seen = quality.StatsAccumulator(n, layout.bands, (len(layout.bands), layout.image_size, layout.image_size))
     with sharded_writer(out, n, bands=layout.bands, image_size=layout.image_size, pixel_scale=layout.pixel_scale,
                         flux_unit=layout.flux_unit, latent_dim=model.w_dim, z_dim=model.z_dim, provenance=entry,
                         parents=parents, overwrite=overwrite) as (writer, lo, hi), \
             progress(total=hi - lo, desc="generate") as bar:
         for start in range(lo, hi, batch_size):
             rows = range(start, min(start + batch_size, hi))
-            out_ = model.sample(rows=rows, seed=seed, truncation=truncation)
-            writer.append(out_["images"].float().cpu().numpy(), origin=1, index=np.asarray(rows),
+            out_ = model.sample(rows=rows, seed=seed, truncation=truncation, **editing.get("sample", {}))
+            images = out_["images"].float().cpu().numpy()
+            seen.add(images, np.asarray(rows))
+            writer.append(images, origin=1, index=np.asarray(rows),
                           latents=out_["w"].float().cpu().numpy(), z=out_["z"].float().cpu().numpy())
             bar.update(len(rows))
+        # every rank gathers every rank's statistics: the same verdict everywhere; raising here writes nothing
+        record = quality.gate(seen.gathered().result(), training, allow_outliers=allow_outliers,
+                              where=f"the images for {out} are", source=source)
+        writer.set_metadata(provenance={"quality": record})
     return open_dataset(out)
+
+
+def _editing(model, run_dir, edit, directions) -> dict:
+    """For an edit: the keyword arguments of ``sample`` and the provenance record (empty without one)."""
+    if not edit:
+        if directions is not None:
+            raise GalaugError("directions without an edit change nothing: give the edit too")
+        return {}
+    from galaug.editing import as_directions, can_edit
+
+    if not can_edit(model):
+        raise GalaugError(f"{run_dir}: this generator's sample() takes no edit (see docs/plugins.md)")
+    directions = as_directions(directions)
+    directions.shift(edit)  # unknown parameters: refused before anything is written
+    directions.check(model, run=run_dir)
+    return {"sample": {"edit": dict(edit), "directions": directions},
+            "record": {"edit": dict(edit), "directions": directions.record(edit)}}

@@ -14,7 +14,7 @@ shapes, :class:`Simulator` and :class:`Reader`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -178,11 +178,20 @@ class GeneratorModel:
     step: int
 
     def sample(self, n: int | None = None, *, seed: int = 0, rows: Sequence[int] | None = None,
-               truncation: float | None = None) -> dict[str, torch.Tensor]:
+               truncation: float | None = None, edit: Mapping[str, float] | None = None,
+               directions: Any = None) -> dict[str, torch.Tensor]:
         """Samples ``rows`` (or ``range(n)``): ``{"images", "z", "w"}``.
 
         Sample ``r`` depends only on ``(seed, r)``, so any slice can be
         regenerated alone and batching does not change the output.
+
+        ``edit`` (e.g. ``{"r_half": 1.0}``) moves each w, after truncation
+        and before decoding, along the ``directions`` (a
+        :class:`galaug.editing.LatentDirections` or the path of a
+        latent-structure report): implement it by passing w through
+        :meth:`edit_latents`, so that the edited sample ``r`` is the unedited
+        one (same z, same noise) moved along w*, and an edit of 0 changes
+        nothing.
         """
         raise NotImplementedError
 
@@ -201,6 +210,39 @@ class GeneratorModel:
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """``decode(encode(images))``."""
         return self.decode(self.encode(images))
+
+    def edit_latents(self, w, edit: Mapping[str, float] | None, *, directions: Any = None):
+        """``w`` moved by ``edit[name]`` standard deviations of the projection along each w*(name).
+
+        ``w`` is returned as it is when ``edit`` is empty; otherwise the
+        directions are checked against this generator first (another run,
+        checkpoint or latent size is a :class:`galaug.GalaugError`). Numpy
+        arrays and torch tensors keep their type, device and dtype.
+        """
+        if not edit:
+            return w
+        from galaug.editing import as_directions
+
+        directions = as_directions(directions)
+        directions.check(self)
+        return directions.move(w, edit)
+
+    def edit(self, w, edit: Mapping[str, float], *, directions: Any,
+             seeds: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+        """Latents ``w`` moved along the directions of ``edit`` and decoded: ``{"images", "w"}``.
+
+        ``model.edit(w, {"r_half": 1.0}, directions="runs/latent")`` moves
+        each w by one standard deviation of the projection along
+        w*(r_half) (:meth:`edit_latents`) and decodes it with ``seeds``
+        (pass the noise seeds of the unedited images to keep their noise).
+        """
+        import numpy as np
+        import torch
+
+        moved = self.edit_latents(w, edit, directions=directions)
+        if not isinstance(moved, torch.Tensor):
+            moved = torch.as_tensor(np.asarray(moved), dtype=torch.float32).to(self.device)
+        return {"images": self.decode(moved, seeds=seeds), "w": moved}
 
 
 class Degradation(Component):

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from galaug import quality
 from galaug.progress import progress
 from galaug.data import Dataset, create_dataset, make_entry, open_dataset
 from galaug.errors import GalaugError, ParamError
@@ -170,7 +171,7 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
                  gen_data: str | Path | None = None, gen: str | float | None = None, generator: str | Path | None = None,
                  alpha: float | None = None, size: int | None = None, seed: int = 0, replace: bool = False,
                  truncation: float | None = None, overwrite: bool = False, window_bytes: int = 64 * 2**20,
-                 device: str = "cpu", echo=None) -> Dataset:
+                 device: str = "cpu", echo=None, allow_outliers: bool = False) -> Dataset:
     """Write a mix of real and generated images; see the module docstring.
 
     Parameters
@@ -189,14 +190,23 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
         Allow a source row to appear more than once.
     echo : callable, optional
         Called with the resolved counts before anything is written.
+    allow_outliers : bool
+        Use a generated set that failed the quality gate (:mod:`galaug.quality`;
+        its provenance says so), and write images generated on the fly that
+        fail it; otherwise either is a :class:`galaug.quality.QualityError`
+        and nothing is written. The mix's provenance records the check.
     """
     if (gen_data is None) == (generator is None) and (gen is not None or alpha is not None):
         raise ParamError("gen_data", "give exactly one of {gen_data} and {generator}")
     real_ds = open_dataset(real_data)
     gen_ds = model = None
+    checked: dict | None = None  # the quality record of this mix's generated images
     if gen_data is not None:
         gen_ds = open_dataset(gen_data)
         _check_compatible(real_ds, gen_ds.bands, gen_ds.image_shape, gen_ds.pixel_scale, f"{gen_data}")
+        failed = quality.require_passed(gen_ds, allow_outliers=allow_outliers)
+        if failed is not None:
+            checked = {**failed, "overridden": True, "statistics": f"provenance of {gen_data}"}
     elif generator is not None:
         from galaug.generators import load_generator
 
@@ -232,6 +242,9 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
                           truncation=truncation))
     window = max(1, window_bytes // (4 * c * h * w))
     rng = np.random.default_rng([seed, 1])
+    if model is not None and plan.n_gen:  # generated on the fly: the quality gate sees every image
+        training, source = quality.run_stats(generator)
+        seen = quality.StatsAccumulator(plan.n_gen, real_ds.bands, real_ds.image_shape)
     with writer, progress(total=len(plan.order), desc="mix") as bar:
         for start in range(0, len(plan.order), window):
             origins = plan.order[start:start + window]
@@ -243,4 +256,11 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
             extra = {k: parts[1][k][perm] for k in ("latents", "z") if keep_latents and (k == "latents" or z_dim)}
             writer.append(images[perm], origin=origin[perm], index=index[perm], **extra)
             bar.update(len(images))
+            if model is not None and len(parts[1]["index"]):
+                seen.add(parts[1]["images"], parts[1]["index"])
+        if model is not None and plan.n_gen:  # raising here writes nothing
+            checked = quality.gate(seen.result(), training, allow_outliers=allow_outliers,
+                                   where=f"the images of {generator} are", source=source)
+        if checked is not None:
+            writer.set_metadata(provenance={"quality": checked})
     return open_dataset(writer.path)

@@ -20,11 +20,19 @@ report.html``)::
     analysis = "latent"            # a `galaug analyze` output folder
 
 Paths are relative to the manifest. An ``experiment`` section shows
-``results.md`` and ``results.png``; an ``analysis`` section shows the
+``results.md`` and ``results.png``; a ``run`` section (a task run folder,
+or one metrics file of ``galaug task eval``) shows the summary metrics of
+every evaluation next to those of the task's input; an ``analysis`` section shows the
 analysis' ``table`` and every figure it lists, captioned by its
 ``captions`` when it gives them; ``table = "file.md"`` shows a Markdown
 file. Figures are embedded (base64), so the page can be mailed or
 archived alone.
+
+A run or an experiment arm whose task metric is worse than the task's own
+input (the denoiser's ``mse`` above its ``input_mse``, its ``psnr`` below
+``input_psnr``; any summary metric ``m`` with an ``input_m`` beside it;
+PSNR, SSIM and accuracies are better higher, every other metric lower), or
+not finite, gets a visible warning, and the arm's table row a ⚠ mark.
 """
 
 from __future__ import annotations
@@ -32,15 +40,18 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from galaug.config import read_toml
 from galaug.errors import ConfigError
 
-__all__ = ["build_report", "render_report", "markdown_to_html"]
+__all__ = ["build_report", "render_report", "markdown_to_html", "worse_than_input"]
 
-_SECTION_KEYS = {"title", "text", "images", "experiment", "analysis", "table"}
+_SECTION_KEYS = {"title", "text", "images", "experiment", "run", "analysis", "table"}
+#: Metrics that are better higher (by the last part of their name); every other one is better lower.
+_HIGHER_IS_BETTER = ("psnr", "ssim", "accuracy", "r2", "auc")
 _CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
 h1 { border-bottom: 2px solid #444; } h2 { margin-top: 2em; border-bottom: 1px solid #bbb; }
@@ -49,6 +60,7 @@ figure img { max-width: 100%; border: 1px solid #ddd; } figcaption { font-size: 
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; } th { background: #f2f2f2; }
 td:first-child, th:first-child { text-align: left; } p.lead { font-size: 1.05em; }
+div.warning { border: 2px solid #c00; background: #fff0f0; color: #900; padding: 0.5em 1em; margin: 1em 0; }
 """
 
 
@@ -98,6 +110,101 @@ def _read_text(path: Path, what: str) -> str:
         raise ConfigError(f"report: {what} {str(path)!r} cannot be read") from None
 
 
+def worse_than_input(metric: str, value: float, input_value: float) -> bool:
+    """True when ``value`` of ``metric`` is worse than the input's ``input_value`` (or is not finite)."""
+    if not math.isfinite(value):
+        return True
+    if not math.isfinite(input_value):
+        return False
+    name = metric.rsplit(".", 1)[-1].lower()
+    return value < input_value if name.endswith(_HIGHER_IS_BETTER) else value > input_value
+
+
+def _input_pairs(summary: dict[str, Any]) -> list[tuple[str, str, float, float]]:
+    """``(test set, metric, value, input value)`` of every summary metric that has an ``input_`` twin."""
+    out = []
+    for test_set, values in summary.items():
+        if not isinstance(values, dict):
+            continue
+        for name, value in values.items():
+            twin = values.get(f"input_{name}")
+            if not name.startswith("input_") and _number(value) and _number(twin):
+                out.append((test_set, name, float(value), float(twin)))
+    return out
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _warning(lines: list[str], what: str) -> str:
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return (f'<div class="warning"><strong>⚠ Warning: {html.escape(what)}</strong> '
+            "(check the training data and the generated images: galaug generate's quality gate, "
+            f"galaug show)<ul>{items}</ul></div>")
+
+
+def _experiment_warnings(folder: Path) -> tuple[list[str], set[str]]:
+    """Lines saying which arm and test set is worse than the input, and those arms (from results.json)."""
+    try:
+        rows = json.loads((folder / "results.json").read_text())["rows"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [], set()  # an older experiment, or no per-run rows: nothing to compare
+    means: dict[tuple[str, str, str], list[float]] = {}
+    for r in rows:
+        if isinstance(r, dict) and _number(r.get("value")):
+            means.setdefault((r["arm"], r["test_set"], r["metric"]), []).append(float(r["value"]))
+    lines, arms = [], set()
+    for (arm, test_set, metric), values in means.items():
+        twin = means.get((arm, test_set, f"input_{metric}"))
+        if metric.startswith("input_") or not twin:
+            continue
+        value, given = sum(values) / len(values), sum(twin) / len(twin)
+        if worse_than_input(metric, value, given):
+            arms.add(arm)
+            lines.append(f"{arm}, {test_set}: {metric} {value:.4g} is worse than the input's {given:.4g}")
+    return lines, arms
+
+
+def _mark_arms(table_md: str, arms: set[str]) -> str:
+    """The experiment table with ⚠ before the name of every arm in ``arms``."""
+    out = []
+    for line in table_md.splitlines():
+        cells = line.split("|")
+        if len(cells) > 2 and cells[1].strip() in arms:
+            cells[1] = f" ⚠ {cells[1].strip()} "
+            line = "|".join(cells)
+        out.append(line)
+    return "\n".join(out)
+
+
+def _run_metrics(path: Path) -> str:
+    """A task run's evaluations (every ``metrics-*.json``, or one metrics file): summary tables and warnings."""
+    files = sorted(path.glob("metrics-*.json")) if path.is_dir() else [path]
+    if not files:
+        raise ConfigError(f"report: {str(path)!r} holds no metrics-*.json (run galaug task eval first)")
+    body = []
+    for file in files:
+        try:
+            report = json.loads(_read_text(file, "metrics file"))
+            summary = report["metrics"].get("summary", report["metrics"])
+        except (ValueError, KeyError, AttributeError, TypeError):
+            raise ConfigError(f"report: {file} is not a galaug task evaluation") from None
+        pairs = _input_pairs(summary)
+        data = Path(str(report.get("data", file.stem))).name
+        lines = [f"{data}, {ts}: {m} {v:.4g} is worse than the input's {i:.4g}"
+                 for ts, m, v, i in pairs if worse_than_input(m, v, i)]
+        if lines:
+            body.append(_warning(lines, f"{report.get('run', path)} does worse than its own input"))
+        table = ["| test set | metric | model | input |", "|---|---|---|---|"]
+        table += [f"| {'⚠ ' if worse_than_input(m, v, i) else ''}{ts} | {m} | {v:.4g} | {i:.4g} |"
+                  for ts, m, v, i in pairs]
+        body.append(f"<p>{html.escape(report.get('task', 'task'))} run {html.escape(str(report.get('run', path)))} "
+                    f"evaluated on {html.escape(data)}</p>")
+        body.append(markdown_to_html("\n".join(table)))
+    return "\n".join(body)
+
+
 def _section(sec: dict[str, Any], base: Path, number: int) -> str:
     where = f"section {number}" + (f" ({sec['title']!r})" if isinstance(sec.get("title"), str) else "")
     unknown = set(sec) - _SECTION_KEYS
@@ -113,9 +220,14 @@ def _section(sec: dict[str, Any], base: Path, number: int) -> str:
         body.append(markdown_to_html(_read_text(base / sec["table"], "table")))
     if "experiment" in sec:
         folder = base / sec["experiment"]
-        body.append(markdown_to_html(_read_text(folder / "results.md", "experiment table")))
+        lines, arms = _experiment_warnings(folder)
+        if lines:
+            body.append(_warning(lines, "an arm does worse than the task's own input"))
+        body.append(markdown_to_html(_mark_arms(_read_text(folder / "results.md", "experiment table"), arms)))
         body.append(_figure(folder / "results.png", "Mean and spread over seeds of the summary metric per arm, "
                                                     "one panel per test set (lower is better for errors)."))
+    if "run" in sec:
+        body.append(_run_metrics(base / sec["run"]))
     if "analysis" in sec:
         folder = base / sec["analysis"]
         try:
@@ -146,7 +258,11 @@ def render_report(spec: dict[str, Any], base: Path) -> str:
              f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
     if spec.get("intro"):
         parts.append(markdown_to_html(str(spec["intro"])))
-    parts += [_section(sec, base, i + 1) for i, sec in enumerate(sections)]
+    rendered = [_section(sec, base, i + 1) for i, sec in enumerate(sections)]
+    flagged = [str(sec["title"]) for sec, text in zip(sections, rendered) if 'class="warning"' in text]
+    if flagged:  # said at the top too, so that nobody reads the numbers without it
+        parts.append(_warning([f"section {t!r}" for t in flagged], "results worse than the task's own input"))
+    parts += rendered
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

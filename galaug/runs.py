@@ -8,6 +8,8 @@ generator or a task) and one training dataset. It holds
   degradation spec (tasks), the command line;
 - ``metrics.jsonl``: one JSON line per logged step or epoch;
 - ``checkpoints/``: kept by a :class:`galaug.checkpoints.CheckpointStore`;
+- ``data_stats.json`` (generators): the statistics of the training data,
+  which :mod:`galaug.quality` holds generated images to;
 - whatever the plugin adds (sample grids).
 
 Three layers, each usable alone:
@@ -45,11 +47,13 @@ if TYPE_CHECKING:
     from galaug.data import Dataset
     from galaug.degrade import Pipeline
 
-__all__ = ["OPTIONS", "METRICS", "RUN_KINDS", "new_run_dir", "read_options", "write_options", "Run",
+__all__ = ["OPTIONS", "METRICS", "DATA_STATS", "RUN_KINDS", "new_run_dir", "read_options", "write_options", "Run",
            "TrainingPlan", "plan_training", "evaluate_run", "Training", "rank_rows", "config_from_options"]
 
 OPTIONS = "options.json"
 METRICS = "metrics.jsonl"
+#: The statistics of a generator run's training data (written by :meth:`TrainingPlan.run`, see galaug.quality).
+DATA_STATS = "data_stats.json"
 RUN_FORMAT = 1
 #: The kinds of plugin that train in a run directory; ``options.json`` names the plugin under its kind.
 RUN_KINDS = ("generator", "task")
@@ -325,7 +329,11 @@ class TrainingPlan:
         return Run.create(self.options, root=root, path=path)
 
     def run(self, run: Run, *, device: str = "cpu") -> Run:
-        """Train the plugin in ``run``; a new run that fails before its first checkpoint is removed."""
+        """Train the plugin in ``run``; a new run that fails before its first checkpoint is removed.
+
+        A generator run gets the statistics of its training data
+        (``data_stats.json``, :mod:`galaug.quality`) first, unless it has them.
+        """
         plugin = self.cls(self.config)
         kwargs: dict[str, Any] = {"device": device, "seed": self.options["seed"], "resume": self.resume is not None}
         if self.kind == "generator":
@@ -333,6 +341,10 @@ class TrainingPlan:
         else:
             kwargs["degrade"] = self.pipeline
         try:
+            if self.kind == "generator" and not (run.path / DATA_STATS).is_file():
+                from galaug.quality import write_run_stats
+
+                distributed.on_main(write_run_stats, run.path, self.data)  # rank 0 writes; every rank waits
             plugin.train(self.data.path, run.path, **kwargs)
         except GalaugError:
             if distributed.is_main() and self.resume is None and not run.has_checkpoint():

@@ -85,19 +85,40 @@ def pick_rgb_bands(bands: Sequence[str], requested: Sequence[str] | None = None)
     return [0]
 
 
-def image_grid(images: np.ndarray, channels: Sequence[int], *, q: float = 8.0) -> np.ndarray:
-    """Stretched tiles, (N, H, W) grey or (N, H, W, 3) colour, of (N, C, H, W) images."""
+def image_grid(images: np.ndarray, channels: Sequence[int], *, q: float = 8.0,
+               groups: Sequence | np.ndarray | None = None) -> np.ndarray:
+    """Stretched tiles, (N, H, W) grey or (N, H, W, 3) colour, of (N, C, H, W) images.
+
+    The stretch (sky and bright level: median and 99.5th percentile) is
+    shared by all images, or, with ``groups`` (one label per image, such as
+    its origin), computed from each group's own images: a group with wild
+    pixel values cannot turn another group black.
+    """
     picked = images[:, list(channels)]
-    if len(channels) == 3:
-        return asinh_rgb(picked, q=q)
-    return asinh_gray(picked[:, 0], q=q)
+
+    def stretch(x: np.ndarray) -> np.ndarray:
+        return asinh_rgb(x, q=q) if len(channels) == 3 else asinh_gray(x[:, 0], q=q)
+
+    if groups is None:
+        return stretch(picked)
+    groups = np.asarray(groups)
+    if len(groups) != len(images):
+        raise ValueError(f"groups must label every image: {len(groups)} labels for {len(images)} images")
+    tiles = np.empty(picked.shape[:1] + picked.shape[2:] + ((3,) if len(channels) == 3 else ()))
+    for g in np.unique(groups):
+        tiles[groups == g] = stretch(picked[groups == g])
+    return tiles
 
 
 def save_grid(images: np.ndarray, path: str | Path, *, channels: Sequence[int], labels: Sequence[str] = (),
-              title: str = "", q: float = 8.0, ncols: int | None = None) -> Path:
-    """Save a grid of (N, C, H, W) images to a PNG (or any format matplotlib writes)."""
+              title: str = "", q: float = 8.0, ncols: int | None = None,
+              groups: Sequence | np.ndarray | None = None) -> Path:
+    """Save a grid of (N, C, H, W) images to a PNG (or any format matplotlib writes).
+
+    ``groups`` (one label per image) gives each group its own stretch (see :func:`image_grid`).
+    """
     plt = pyplot()
-    tiles = image_grid(images, channels, q=q)
+    tiles = image_grid(images, channels, q=q, groups=groups)
     n = len(tiles)
     ncols = ncols or int(np.ceil(np.sqrt(n)))
     nrows = int(np.ceil(n / ncols))

@@ -92,6 +92,61 @@ def test_intensity_transform_round_trip_and_scale():
     torch.testing.assert_close(t.inverse(y), x, rtol=1e-4, atol=1e-2)
 
 
+def test_transform_measures_the_sky_noise_and_bounds_generated_values():
+    """The sky noise is measured where there is no galaxy; the bound keeps the exponential inverse in range."""
+    rng = np.random.default_rng(1)
+    sigma = np.array([3.0, 10.0])
+    yy, xx = np.mgrid[:32, :32] - 15.5
+    radius = rng.uniform(1.5, 3, (300, 1, 1, 1))
+    galaxies = 1e3 * np.exp(-np.hypot(yy, xx)[None, None] / radius) * np.array([1, 3])[None, :, None, None]
+    images = (galaxies + rng.normal(0, 1, galaxies.shape) * sigma[None, :, None, None]).astype(np.float32)
+    t = IntensityTransform.fit(images)
+    np.testing.assert_allclose(t.sky_sigma.numpy(), sigma, rtol=0.1)
+    y = t.forward(torch.from_numpy(images))
+    inside = torch.linspace(0.1, 0.9, 9)[None, None, :, None].expand(1, 2, 9, 1) * (t.high - t.low)[None, :, None,
+                                                                                                     None] + t.low[
+        None, :, None, None]
+    torch.testing.assert_close(t.bound(inside), inside, atol=0.04, rtol=0)  # the interior is left alone
+    wild = torch.tensor([-50.0, 50.0])[None, None, :, None].expand(1, 2, 2, 1)
+    bounded = t.inverse(t.bound(wild))
+    assert float(bounded.max()) <= images.max() * 1.01 and float(bounded.min()) >= images.min() * 1.01
+    assert float(t.inverse(wild).max()) > 1e20  # what the bound prevents: sinh of an overshoot
+    legacy = IntensityTransform.from_state_dict({k: v for k, v in t.state_dict().items()
+                                                 if k not in ("low", "high", "sky_sigma")})
+    assert torch.equal(legacy.bound(wild), wild) and legacy.sky_sigma is None
+
+
+def test_checkpoints_from_before_the_fixes_keep_their_behaviour(trained):
+    """A checkpoint whose config predates output_bound and sky_noise samples exactly as it did."""
+    from galaug_alae.checkpoint import load_checkpoint
+    from galaug_alae.generator import AlaeModel
+
+    state = load_checkpoint(trained)
+    assert state["config"]["sky_noise"] == "data" and state["config"]["output_bound"] is True
+    old = {**state, "config": {k: v for k, v in state["config"].items() if k not in ("sky_noise", "output_bound")}}
+    model = AlaeModel.from_checkpoint(old, device="cpu")
+    assert model.config.sky_noise == "network" and model.config.output_bound is False
+    w = model.sample(model.micro_batch, seed=0)["w"]  # one micro-batch: the same arithmetic as decode's
+    plain = model.transform.inverse(model.nets.G_ema(w[:, None].expand(-1, model.nets.G_ema.num_layers, -1),
+                                                     model._noise([0] * len(w))[0]))
+    torch.testing.assert_close(model.decode(w), plain, rtol=0, atol=0)
+
+
+def test_samples_stay_within_the_training_range_and_carry_its_sky_noise(trained, sersic16):
+    model = load_generator(trained)
+    images = model.sample(64, seed=1)["images"].numpy()
+    real = sersic16.read()["images"]
+    span = real.max() - real.min()
+    assert images.max() <= real.max() + 0.5 * span and images.min() >= real.min() - 0.5 * span
+    # with G's noise inputs off, two decodes of one w differ by the sky noise alone, at the data's level
+    for block in model.nets.G_ema.blocks:
+        block.layer1.noise_weight.data.zero_()
+        block.layer2.noise_weight.data.zero_()
+    w = model.sample(8, seed=2)["w"]
+    diff = (model.decode(w, seeds=range(8)) - model.decode(w, seeds=range(8, 16))).numpy()
+    np.testing.assert_allclose(np.std(diff) / np.sqrt(2), float(model.transform.sky_sigma[0]), rtol=0.25)
+
+
 def test_losses_are_finite_and_latent_reconstruction_falls(trained):
     logs = [json.loads(l) for l in (trained / "metrics.jsonl").read_text().splitlines()]
     assert [l["step"] for l in logs] == list(range(1, 41))

@@ -176,6 +176,10 @@ def info_cmd(dataset: str, as_json: bool) -> None:
             extra.append("from " + ",".join(p[:8] for p in e["parents"]))
         click.echo(f"  {i}. {e.get('step', '?'):<10} {str(e.get('output', ''))[:8]}  {e.get('time', '')}  {' '.join(extra)}")
         click.echo(f"     $ {e.get('command', '')}")
+        if isinstance(e.get("quality"), dict):
+            from galaug.quality import summary_line
+
+            click.echo(f"     {summary_line(e['quality'])}")
 
 
 def _info_run(path: Path, as_json: bool) -> None:
@@ -253,7 +257,9 @@ def show_cmd(dataset: str, output: str, count: int, bands: str | None, origin: s
              q: float, seed: int, overwrite: bool) -> None:
     """Save a grid of DATASET's images to the image file OUT (PNG, PDF, JPG...) with an asinh stretch.
 
-    Three bands make an RGB composite; one band is shown in grey.
+    Three bands make an RGB composite; one band is shown in grey. Each
+    origin (real, generated) gets its own stretch, from robust percentiles
+    of its own images, so that one set's outliers cannot blacken the other.
     """
     from galaug.data import open_dataset
     from galaug.data.writer import check_output
@@ -271,11 +277,14 @@ def show_cmd(dataset: str, output: str, count: int, bands: str | None, origin: s
         raise GalaugError(f"{dataset}: no samples of origin {origin!r}")
     images = np.concatenate([ds.read(int(r), int(r) + 1, fields=["images"])["images"] for r in rows]) \
         if random_ else ds.read(int(rows[0]), int(rows[-1]) + 1, fields=["images"])["images"][rows - rows[0]]
-    labels = [f"#{r} {ds.origin_names[o]}" for r, o in zip(rows, _origins(ds, rows))]
+    origins = _origins(ds, rows)
+    labels = [f"#{r} {ds.origin_names[o]}" for r, o in zip(rows, origins)]
     shown = ",".join(ds.bands[c] for c in channels)
-    title = f"{Path(dataset).name}: {len(rows)} of {len(ds)} ({'RGB=' if len(channels) == 3 else 'band '}{shown}, asinh Q={q:g})"
+    per = ", stretch per origin" if len(np.unique(origins)) > 1 else ""
+    title = (f"{Path(dataset).name}: {len(rows)} of {len(ds)} ({'RGB=' if len(channels) == 3 else 'band '}{shown}, "
+             f"asinh Q={q:g}{per})")
     with atomic_path(out) as tmp:
-        save_grid(images, tmp, channels=channels, labels=labels, title=title, q=q)
+        save_grid(images, tmp, channels=channels, labels=labels, title=title, q=q, groups=origins)
     click.echo(f"wrote {out}")
 
 

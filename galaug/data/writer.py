@@ -409,6 +409,8 @@ class ShardWriter(DatasetWriter):
         self._meta = {"origin_names": [str(i) for i in range(n_origins)]}
         self.lo, self.hi, self.n = lo, hi, lo
         self._buffer, self._buffered, self._closed = [], 0, False
+        #: provenance items for the creator to add when it commits (see :meth:`set_metadata`)
+        self.provenance: dict[str, Any] = {}
 
     def append(self, images: np.ndarray, **fields: Any) -> None:
         """Append rows as :meth:`DatasetWriter.append`, never beyond ``hi``."""
@@ -416,6 +418,15 @@ class ShardWriter(DatasetWriter):
             raise ValueError(f"shard {self.lo}-{self.hi} is full: {len(images)} more rows after "
                              f"{self.n + self._buffered - self.lo}")
         super().append(images, **fields)
+
+    def set_metadata(self, *, provenance: dict[str, Any] | None = None, **other: Any) -> None:  # type: ignore[override]
+        """Provenance items for this step's entry, added by the creator when it commits (rank 0's are used).
+
+        Only ``provenance`` can be settled from a shard.
+        """
+        if other:
+            raise ValueError(f"a shard can set only provenance, not {', '.join(other)}")
+        self.provenance.update(provenance or {})
 
     def close(self) -> None:  # type: ignore[override]
         """Write the remaining rows; the shard must be complete."""

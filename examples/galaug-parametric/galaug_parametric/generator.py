@@ -466,7 +466,8 @@ class ParametricModel(GeneratorModel):
         return w_to_params(self._numpy(w), r_half_range=self._r_range)
 
     def sample(self, n: int | None = None, *, seed: int = 0, rows: Sequence[int] | None = None,
-               truncation: float | None = None) -> dict[str, torch.Tensor]:
+               truncation: float | None = None, edit: dict[str, float] | None = None,
+               directions=None) -> dict[str, torch.Tensor]:
         rows = list(range(n) if rows is None else rows)
         seeds = derive_seeds(seed, np.asarray(rows, dtype=np.int64)) if rows else np.zeros(0, dtype=np.int64)
         z = np.stack([torch.randn(self.z_dim, generator=torch.Generator().manual_seed(int(s)),
@@ -474,7 +475,7 @@ class ParametricModel(GeneratorModel):
         zt = z.copy()
         if truncation is not None and truncation < 1:  # towards the mean (of the sample's component)
             zt[:, self.z_dim - self.w_dim:] *= truncation
-        w = self._map(zt)
+        w = self.edit_latents(self._map(zt), edit, directions=directions)  # along w* (galaug.editing)
         noise_seeds = derive_seeds(seeds, 1).tolist() if self.config.noise and rows else None
         return {"images": self.decode(w, seeds=noise_seeds), "z": self._tensor(z), "w": self._tensor(w)}
 

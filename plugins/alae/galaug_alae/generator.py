@@ -66,6 +66,13 @@ class AlaeConfig:
     start_resolution: int = 8
     level_steps: int = 5000
     stretch: Literal["asinh", "linear"] = "asinh"
+    #: softly keep generated values within the training data's range in stretched units, so that the
+    #: exponential inverse of the stretch cannot turn an overshoot into a hot pixel
+    output_bound: bool = True
+    #: "data": G makes noiseless galaxies and Gaussian sky noise of the training data's measured per-band level
+    #: is added in data units (before E sees them, and to every sample); "network": G's noise inputs must
+    #: learn the sky noise too (the original design, and what checkpoints made before this option use)
+    sky_noise: Literal["data", "network"] = "data"
     #: asinh softening as a multiple of the robust noise scale
     softening: float = 1.0
     #: images used to fit the intensity transform
@@ -98,6 +105,8 @@ class AlaeConfig:
             raise ValueError("ema_beta, w_avg_beta must be in [0, 1) and style_mixing in [0, 1]")
         if self.lr <= 0 or self.r1_gamma < 0 or self.softening <= 0:
             raise ValueError("lr and softening must be positive, r1_gamma >= 0")
+        if self.sky_noise not in ("data", "network"):
+            raise ValueError(f"sky_noise must be 'data' or 'network', got {self.sky_noise!r}")
 
     def net(self, bands: int) -> NetConfig:
         return NetConfig(bands=bands, image_size=self.image_size, latent_dim=self.latent_dim,
@@ -118,6 +127,15 @@ PRESETS: dict[str, dict[str, Any]] = {
                   steps=300000, progressive=True, start_resolution=8, level_steps=40000, checkpoint_every=5000,
                   sample_every=5000),
 }
+
+
+#: What checkpoints made before an option existed used: the option's value when their config lacks it.
+LEGACY = {"output_bound": False, "sky_noise": "network"}
+
+
+def _with_legacy(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with the options it predates set as they were then (so old runs behave as before)."""
+    return {**LEGACY, **config}
 
 
 def _styles(w: torch.Tensor, num_layers: int) -> torch.Tensor:
@@ -278,6 +296,8 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
     run = Training(run_dir, store=checkpoint_store(run_dir), counter="step", total=steps, resume=resume,
                    desc="train alae", seed=seed)
     state = run.resume_state()  # a new run (or one stopped before its first checkpoint) starts at step 0
+    if state is not None:  # a run from before an option existed goes on as it started
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in LEGACY.items() if k not in state["config"]})
     transform = (IntensityTransform.from_state_dict(state["transform"]) if state is not None
                  else _fit_transform(ds, cfg, seed))
     start = run.start
@@ -314,7 +334,8 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
             level, alpha = _schedule(cfg, net, step)
             x = _prepare(x, transform, cfg, net, level, alpha)
             b = cfg.batch_size
-            logs = _train_step(nets, opt_ed, opt_fg, x, cfg, level, alpha, b, r1=step % cfg.r1_every == 0, part=part)
+            logs = _train_step(nets, opt_ed, opt_fg, x, cfg, level, alpha, b, r1=step % cfg.r1_every == 0, part=part,
+                               transform=transform)
             with torch.no_grad():  # EMA of F and G, running mean of w
                 for ema, live in ((nets.F_ema, nets.F), (nets.G_ema, nets.G)):
                     for pe, pl in zip(ema.parameters(), live.parameters()):
@@ -332,7 +353,7 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
                 bar.set_postfix(lae=f"{logs['loss_lae']:.3g}", d=f"{logs['loss_d']:.3g}")
                 t_log, seen = now, 0
             if run.main and run.due(done, every=cfg.sample_every):
-                _save_samples(nets, transform, sample_z, run_dir / f"samples-{done:08d}.png", level, alpha, ds)
+                _save_samples(nets, transform, sample_z, run_dir / f"samples-{done:08d}.png", level, alpha, ds, cfg)
             if run.due(done, every=cfg.checkpoint_every):
                 run.save({"config": config_to_dict(cfg), "layout": _layout_dict(ds), "nets": nets.state_dict(),
                           "opt_ed": opt_ed.state_dict(), "opt_fg": opt_fg.state_dict(),
@@ -355,13 +376,48 @@ def _prepare(x: torch.Tensor, transform: IntensityTransform, cfg: AlaeConfig, ne
     return x
 
 
+def _to_data(y: torch.Tensor, transform: IntensityTransform, cfg: AlaeConfig,
+             sky: torch.Tensor | None) -> torch.Tensor:
+    """G's output (stretched units) as an image in data units: bounded, un-stretched, plus sky noise.
+
+    ``sky`` holds unit normal deviates shaped like ``y`` (scaled by the
+    caller for lower resolutions); it is used with ``sky_noise = "data"``.
+    """
+    if cfg.output_bound:
+        y = transform.bound(y)
+    x = transform.inverse(y)
+    if sky is not None and cfg.sky_noise == "data" and transform.sky_sigma is not None:
+        x = x + transform.sky_sigma.to(x.device, x.dtype)[None, :, None, None] * sky
+    return x
+
+
+def _as_seen(y: torch.Tensor, transform: IntensityTransform | None, cfg: AlaeConfig, *, level: int, levels: int,
+             batch: int, part: slice) -> torch.Tensor:
+    """G's output as E sees it in training, in stretched units like the real images.
+
+    With ``sky_noise = "data"`` the image goes to data units, gets sky noise
+    (drawn for the global batch and sliced, like every draw; at a lower
+    progressive level the noise of 2x2-averaged pixels, half as strong per
+    level) and is stretched again; otherwise it is only bounded (or left as
+    it is, as before these options).
+    """
+    if transform is None:
+        return y
+    if cfg.sky_noise == "data" and transform.sky_sigma is not None:
+        sky = torch.randn(batch, *y.shape[1:], device=y.device)[part] * 2.0 ** (level + 1 - levels)
+        return transform.forward(_to_data(y.float(), transform, cfg, sky))
+    return transform.bound(y) if cfg.output_bound else y
+
+
 def _train_step(nets: Nets, opt_ed, opt_fg, x: torch.Tensor, cfg: AlaeConfig, level: int, alpha: float,
-                b: int, *, r1: bool = True, part: slice = slice(None)) -> dict[str, float]:
+                b: int, *, r1: bool = True, part: slice = slice(None),
+                transform: IntensityTransform | None = None) -> dict[str, float]:
     """One ALAE step on ``x``, this process's ``part`` of a global batch of ``b`` (all of it by default).
 
     Random draws are made for the global batch and sliced, and gradients
     are averaged over processes (:func:`galaug.distributed.average_gradients`)
-    before each optimiser step.
+    before each optimiser step. Generated images reach E as the real ones
+    do (:func:`_as_seen`: bounded, with sky noise in data units).
     """
     d = nets.F.layers[0].weight.shape[1]
     dev = x.device
@@ -369,6 +425,10 @@ def _train_step(nets: Nets, opt_ed, opt_fg, x: torch.Tensor, cfg: AlaeConfig, le
 
     def noise() -> list[torch.Tensor]:
         return [n[part] for n in nets.G.random_noise(b, level, device=dev)]
+
+    def generated(styles: torch.Tensor) -> torch.Tensor:
+        y = nets.G(styles, noise(), level=level, alpha=alpha)
+        return _as_seen(y, transform, cfg, level=level, levels=nets.G.cfg.levels, batch=b, part=part)
 
     def step(opts, loss, *modules) -> None:
         """Backward, gradients of ``modules`` averaged over processes, then each optimiser of ``opts``."""
@@ -385,8 +445,7 @@ def _train_step(nets: Nets, opt_ed, opt_fg, x: torch.Tensor, cfg: AlaeConfig, le
     nets.D.requires_grad_(True)
     z = torch.randn(b, d, device=dev)[part]
     with torch.no_grad(), autocast:
-        fake = nets.G(_mixed_styles(nets, z, level, cfg.style_mixing, mapping=nets.F, part=part, batch=b),
-                      noise(), level=level, alpha=alpha)
+        fake = generated(_mixed_styles(nets, z, level, cfg.style_mixing, mapping=nets.F, part=part, batch=b))
     penalise = r1 and cfg.r1_gamma > 0
     x = x.detach().requires_grad_(penalise)
     with autocast:
@@ -404,8 +463,7 @@ def _train_step(nets: Nets, opt_ed, opt_fg, x: torch.Tensor, cfg: AlaeConfig, le
     nets.G.requires_grad_(True)
     z = torch.randn(b, d, device=dev)[part]
     with autocast:
-        fake = nets.G(_mixed_styles(nets, z, level, cfg.style_mixing, mapping=nets.F, part=part, batch=b),
-                      noise(), level=level, alpha=alpha)
+        fake = generated(_mixed_styles(nets, z, level, cfg.style_mixing, mapping=nets.F, part=part, batch=b))
         loss_g = F.softplus(-nets.D(nets.E(fake, level=level, alpha=alpha)).float()).mean()
     step((opt_fg,), loss_g, nets.F, nets.G)
     # 3. latent reconstruction E(G(w)) = w, updating G and E (w = F(z) held fixed, as in ALAE)
@@ -416,8 +474,7 @@ def _train_step(nets: Nets, opt_ed, opt_fg, x: torch.Tensor, cfg: AlaeConfig, le
     with torch.no_grad(), autocast:
         w = nets.F(z).float()
     with autocast:
-        rec = nets.E(nets.G(_styles(w, nets.G.num_layers), noise(), level=level, alpha=alpha),
-                     level=level, alpha=alpha).float()
+        rec = nets.E(generated(_styles(w, nets.G.num_layers)), level=level, alpha=alpha).float()
     loss_lae = (rec - w).pow(2).mean()
     step((opt_fg, opt_ed), loss_lae, nets.G, nets.E)
     nets.requires_grad_(False)
@@ -433,21 +490,25 @@ def _train_step(nets: Nets, opt_ed, opt_fg, x: torch.Tensor, cfg: AlaeConfig, le
 
 
 @torch.no_grad()
-def _save_samples(nets: Nets, transform, z, path: Path, level: int, alpha: float, ds) -> None:
+def _save_samples(nets: Nets, transform, z, path: Path, level: int, alpha: float, ds, cfg: AlaeConfig) -> None:
     from galaug.viz import pick_rgb_bands, save_grid
 
     w = nets.F_ema(z)
     g = torch.Generator().manual_seed(0)  # fixed noise, and the training RNG stays untouched
     noise = [torch.randn(len(z), *s, generator=g).to(z.device) for s in nets.G_ema.noise_shapes(level)]
-    images = nets.G_ema(_styles(w, nets.G.num_layers), noise, level=level, alpha=alpha)
-    images = transform.inverse(images).float().cpu().numpy()
+    y = nets.G_ema(_styles(w, nets.G.num_layers), noise, level=level, alpha=alpha).float()
+    sky = torch.randn(y.shape, generator=g).to(y.device)
+    scale = 2.0 ** (level + 1 - nets.G.cfg.levels)
+    images = _to_data(y, transform, cfg, sky * scale).cpu().numpy()
     save_grid(images, path, channels=pick_rgb_bands(ds.bands), title=f"{path.stem} (EMA, {images.shape[-1]} px)")
 
 
 class AlaeModel(GeneratorModel):
     """A trained ALAE (EMA weights of F and G, trained E): sample, map, decode, encode, reconstruct."""
 
-    def __init__(self, nets: Nets, transform: IntensityTransform, layout: dict, step: int, *, device) -> None:
+    def __init__(self, nets: Nets, transform: IntensityTransform, layout: dict, step: int, *, device,
+                 config: AlaeConfig | None = None) -> None:
+        self.config = config if config is not None else AlaeConfig(**LEGACY)
         self.device = torch.device(device)
         self.nets = nets.to(self.device).eval()
         self.transform = transform
@@ -458,33 +519,38 @@ class AlaeModel(GeneratorModel):
 
     @classmethod
     def from_checkpoint(cls, state: dict, *, device) -> AlaeModel:
-        cfg = config_from_options(Alae, state["config"])
+        cfg = config_from_options(Alae, _with_legacy(state["config"]))
         nets = Nets(cfg.net(len(state["layout"]["bands"])))
         nets.load_state_dict(state["nets"])
         return cls(nets, IntensityTransform.from_state_dict(state["transform"]), state["layout"], state["step"],
-                   device=device)
+                   device=device, config=cfg)
 
     def _tensor(self, x) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x,
                                dtype=torch.float32).to(self.device)
 
-    def _noise(self, seeds: Sequence[int]) -> list[torch.Tensor]:
+    def _noise(self, seeds: Sequence[int]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Per-sample noise maps of G and sky noise (unit normal, image-shaped), each sample from its own seed."""
         shapes = self.nets.G_ema.noise_shapes()
+        image = (len(self.layout.bands), self.layout.image_size, self.layout.image_size)
         per_sample = []
         for s in seeds:
             g = torch.Generator().manual_seed(int(s))
-            per_sample.append([torch.randn(*shape, generator=g) for shape in shapes])
-        return [torch.stack([p[i] for p in per_sample]).to(self.device) for i in range(len(shapes))]
+            per_sample.append([torch.randn(*shape, generator=g) for shape in (*shapes, image)])
+        maps = [torch.stack([p[i] for p in per_sample]).to(self.device) for i in range(len(shapes) + 1)]
+        return maps[:-1], maps[-1]
 
     @torch.no_grad()
     def sample(self, n: int | None = None, *, seed: int = 0, rows: Sequence[int] | None = None,
-               truncation: float | None = None) -> dict[str, torch.Tensor]:
+               truncation: float | None = None, edit: dict[str, float] | None = None,
+               directions=None) -> dict[str, torch.Tensor]:
         rows = list(range(n) if rows is None else rows)
         seeds = derive_seeds(seed, np.asarray(rows, dtype=np.int64)).tolist()  # sample r: (seed, r) only
         z = torch.stack([torch.randn(self.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
         w = self.map(z.to(self.device))
         if truncation is not None and truncation < 1:
             w = torch.lerp(self.nets.w_avg[None], w, truncation)
+        w = self.edit_latents(w, edit, directions=directions)  # along w* (galaug.editing); None: unchanged
         noise_seeds = derive_seeds(np.asarray(seeds, dtype=np.int64), 1).tolist()
         return {"images": self.decode(w, seeds=noise_seeds), "z": z.to(self.device), "w": w}
 
@@ -505,11 +571,11 @@ class AlaeModel(GeneratorModel):
         out = []
         for i in range(0, len(w), self.micro_batch):
             chunk, pad = w[i:i + self.micro_batch], max(0, i + self.micro_batch - len(w))
-            noise = self._noise(seeds[i:i + self.micro_batch] + [0] * pad)
+            noise, sky = self._noise(seeds[i:i + self.micro_batch] + [0] * pad)
             chunk = torch.cat([chunk, chunk.new_zeros(pad, chunk.shape[1])])
-            images = self.nets.G_ema(_styles(chunk, self.nets.G_ema.num_layers), noise)
-            out.append(images[: self.micro_batch - pad])
-        return self.transform.inverse(torch.cat(out))
+            y = self.nets.G_ema(_styles(chunk, self.nets.G_ema.num_layers), noise)
+            out.append(_to_data(y, self.transform, self.config, sky)[: self.micro_batch - pad])
+        return torch.cat(out)
 
     @torch.no_grad()
     def encode(self, images) -> torch.Tensor:

@@ -11,5 +11,9 @@ def galaug_register(register):
                       summary="Sersic fits of generated images; separating hyperplanes and ordering in latent space")
     register.analysis("galaug_analyses.interpolate:Interpolate", name="interpolate",
                       summary="Bilinear interpolation between four latents on a K x K grid, with a smoothness figure")
+    register.analysis("galaug_analyses.editing:AttributeEditing", name="attribute-editing",
+                      summary="Edit samples along the latent-structure directions w*; refit; change of every parameter")
     register.analysis("galaug_analyses.realism:Realism", name="realism",
                       summary="Morphology (statmorph), power spectra, colours and pixel values: generated vs real")
+    register.analysis("galaug_analyses.memorisation:Memorisation", name="memorisation",
+                      summary="Nearest training image of each generated image vs held-out-to-train distances: copies")

@@ -53,15 +53,20 @@ def band_index(bands: tuple[str, ...], band: str) -> int:
     return bands.index(band)
 
 
-def sample(model, n: int, *, seed: int, truncation: float | None, batch: int = 256) -> dict[str, np.ndarray]:
-    """``n`` samples of ``model`` (images, z, w) as numpy arrays, drawn in batches with a progress bar."""
+def sample(model, n: int, *, seed: int, truncation: float | None, batch: int = 256, edit: dict | None = None,
+           directions=None) -> dict[str, np.ndarray]:
+    """``n`` samples of ``model`` (images, z, w) as numpy arrays, drawn in batches with a progress bar.
+
+    ``edit`` and ``directions`` go to ``model.sample`` (attribute editing, :mod:`galaug.editing`).
+    """
     from galaug.progress import progress
 
+    extra = {"edit": edit, "directions": directions} if edit else {}
     parts: dict[str, list[np.ndarray]] = {"images": [], "z": [], "w": []}
     with progress(total=n, desc="generate") as bar:
         for start in range(0, n, batch):
             rows = range(start, min(n, start + batch))
-            out = model.sample(rows=rows, seed=seed, truncation=truncation)
+            out = model.sample(rows=rows, seed=seed, truncation=truncation, **extra)
             for k in parts:
                 parts[k].append(out[k].float().cpu().numpy())
             bar.update(len(rows))

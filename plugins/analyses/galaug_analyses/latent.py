@@ -284,7 +284,11 @@ class LatentStructure(Analysis):
                 continue
             results["parameters"][name] = {
                 "accuracy": o.accuracy, "accuracy_std": o.accuracy_std, "spearman_rho": o.spearman_rho,
-                "kendall_tau": o.kendall_tau, "n_low": o.n_low, "n_high": o.n_high, **walks.get(name, {})}
+                "kendall_tau": o.kendall_tau, "n_low": o.n_low, "n_high": o.n_high, **walks.get(name, {}),
+                # what attribute editing needs (galaug.editing): w* and the spread of the latents along it
+                "normal": o.normal.tolist(), "projection_std": float(np.std(latents[ok] @ o.normal))}
+        results["latent_dim"] = int(latents.shape[1])
+        results["run"] = _run_identity(inputs[0], model)
         results["control"] = self._control(control_ds, len(inputs) == 2, model, fit, out_dir=out_dir)
         self._figures(drawn["images"][ok], values, orderings, out_dir)
         results["table"] = table(results)
@@ -424,6 +428,16 @@ class LatentStructure(Analysis):
         fig.tight_layout()
         fig.savefig(path, dpi=90)
         plt.close(fig)
+
+
+def _run_identity(run: Path, model) -> dict[str, Any]:
+    """Which run (and checkpoint) the directions belong to; ``fingerprint`` identifies it wherever it is copied."""
+    from galaug.editing import fingerprint
+    from galaug.runs import Run
+
+    options = Run.open(run, kind="generator").options
+    return {"path": str(Path(run).resolve()), "generator": options.get("generator"), "checkpoint_step": model.step,
+            "data_id": options.get("data_id"), "fingerprint": fingerprint(model)}
 
 
 def _fmt(v: float | None) -> str:
