@@ -41,6 +41,15 @@ def trim_metrics(path: Path, key: str, last: int) -> None:
     atomic_write_text(path, "".join(kept))
 
 
+_NUMBERED = re.compile(r"^ckpt-(\d+)\.pt$")
+
+
+def numbered_checkpoints(folder: Path) -> list[Path]:
+    """The numbered checkpoints (``ckpt-<step>.pt``) in ``folder``, newest first; named ones are left out."""
+    found = [(int(m.group(1)), p) for p in Path(folder).glob("ckpt-*.pt") if (m := _NUMBERED.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
 class CheckpointStore:
     """The checkpoints of one run directory.
 
@@ -58,12 +67,10 @@ class CheckpointStore:
     def __init__(self, run_dir: Path, *, format: str, what: str = "a checkpoint", digits: int = 8) -> None:
         self.folder = Path(run_dir) / "checkpoints"
         self.run_dir, self.format, self.what, self.digits = Path(run_dir), format, what, digits
-        self._name = re.compile(r"^ckpt-(\d+)\.pt$")
 
     def list(self) -> list[Path]:
         """Numbered checkpoints, newest first."""
-        found = [(int(m.group(1)), p) for p in self.folder.glob("ckpt-*.pt") if (m := self._name.match(p.name))]
-        return [p for _, p in sorted(found, reverse=True)]
+        return numbered_checkpoints(self.folder)
 
     def _write(self, path: Path, state: dict[str, Any]) -> Path:
         import torch

@@ -19,13 +19,19 @@ report.html``)::
     title = "Latent structure"
     analysis = "latent"            # a `galaug analyze` output folder
 
+    [[section]]
+    title = "Quality gate"
+    quality = ["gen.zarr"]         # generated datasets: the gate's verdict from their provenance
+
 Paths are relative to the manifest. An ``experiment`` section shows
 ``results.md`` and ``results.png``; a ``run`` section (a task run folder,
 or one metrics file of ``galaug task eval``) shows the summary metrics of
 every evaluation next to those of the task's input; an ``analysis`` section shows the
 analysis' ``table`` and every figure it lists, captioned by its
 ``captions`` when it gives them; ``table = "file.md"`` shows a Markdown
-file. Figures are embedded (base64), so the page can be mailed or
+file; ``quality = ["gen.zarr", ...]`` shows, per generated dataset, the
+verdict of ``galaug generate``'s quality gate and the statistics outside
+the training range (a set that failed it, overridden, gets a warning). Figures are embedded (base64), so the page can be mailed or
 archived alone.
 
 A run or an experiment arm whose task metric is worse than the task's own
@@ -49,7 +55,7 @@ from galaug.errors import ConfigError
 
 __all__ = ["build_report", "render_report", "markdown_to_html", "worse_than_input"]
 
-_SECTION_KEYS = {"title", "text", "images", "experiment", "run", "analysis", "table"}
+_SECTION_KEYS = {"title", "text", "images", "experiment", "run", "analysis", "table", "quality"}
 #: Metrics that are better higher (by the last part of their name); every other one is better lower.
 _HIGHER_IS_BETTER = ("psnr", "ssim", "accuracy", "r2", "auc")
 _CSS = """
@@ -205,6 +211,26 @@ def _run_metrics(path: Path) -> str:
     return "\n".join(body)
 
 
+def _quality(path: Path) -> str:
+    """The quality gate's verdict on generated dataset ``path`` (its newest record in the provenance)."""
+    from galaug.data import open_dataset
+    from galaug.errors import GalaugError
+    from galaug.quality import failed_gate, format_table, summary_line
+
+    try:
+        ds = open_dataset(path)
+    except GalaugError as e:
+        raise ConfigError(f"report: {e}") from None
+    records = [e["quality"] for e in ds.provenance if isinstance(e, dict) and isinstance(e.get("quality"), dict)]
+    record = failed_gate(ds) or (records[-1] if records else None)
+    body = [f"<p><strong>{html.escape(path.name)}</strong>: {html.escape(summary_line(record))}</p>"]
+    if record is not None and record.get("verdict") == "fail":
+        body.insert(0, _warning([summary_line(record)], f"{path.name} failed the quality gate (overridden)"))
+    if record is not None and any(r["status"] != "ok" for r in record.get("rows", [])):
+        body.append(markdown_to_html(format_table(record, only=("outside", "fail"))))
+    return "\n".join(body)
+
+
 def _section(sec: dict[str, Any], base: Path, number: int) -> str:
     where = f"section {number}" + (f" ({sec['title']!r})" if isinstance(sec.get("title"), str) else "")
     unknown = set(sec) - _SECTION_KEYS
@@ -228,6 +254,9 @@ def _section(sec: dict[str, Any], base: Path, number: int) -> str:
                                                     "one panel per test set (lower is better for errors)."))
     if "run" in sec:
         body.append(_run_metrics(base / sec["run"]))
+    if "quality" in sec:
+        sets = sec["quality"] if isinstance(sec["quality"], list) else [sec["quality"]]
+        body += [_quality(base / str(p)) for p in sets]
     if "analysis" in sec:
         folder = base / sec["analysis"]
         try:
@@ -261,7 +290,7 @@ def render_report(spec: dict[str, Any], base: Path) -> str:
     rendered = [_section(sec, base, i + 1) for i, sec in enumerate(sections)]
     flagged = [str(sec["title"]) for sec, text in zip(sections, rendered) if 'class="warning"' in text]
     if flagged:  # said at the top too, so that nobody reads the numbers without it
-        parts.append(_warning([f"section {t!r}" for t in flagged], "results worse than the task's own input"))
+        parts.append(_warning([f"section {t!r}" for t in flagged], "sections with warnings"))
     parts += rendered
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from galaug import distributed
+from galaug.checkpoints import CheckpointStore, numbered_checkpoints, trim_metrics
 from galaug.errors import GalaugError
 
 if TYPE_CHECKING:
-    from galaug.checkpoints import CheckpointStore
     from galaug.data import Dataset
     from galaug.degrade import Pipeline
 
@@ -233,12 +233,7 @@ class Run:
 
     def checkpoints(self) -> list[Path]:
         """Numbered checkpoint files, newest first (whatever the plugin's format)."""
-        found = []
-        for p in (self.path / "checkpoints").glob("ckpt-*.pt"):
-            digits = p.stem.removeprefix("ckpt-")
-            if digits.isdigit():
-                found.append((int(digits), p))
-        return [p for _, p in sorted(found, reverse=True)]
+        return numbered_checkpoints(self.path / "checkpoints")
 
     def has_checkpoint(self) -> bool:
         """True once anything was checkpointed (numbered or named, such as ``best.pt``)."""
@@ -516,8 +511,6 @@ class Training:
             torch.manual_seed(self._seed)
         path = self.run_dir / METRICS
         if self.resume and self.main and path.exists():
-            from galaug.checkpoints import trim_metrics
-
             trim_metrics(path, self.counter, self.start)
         return state
 

@@ -348,3 +348,21 @@ def test_the_report_warns_about_results_worse_than_the_input(tmp_path):
     assert "⚠ 5x gen" in page and "⚠ 100% real" not in page
     assert "val.zarr, noise5x: mse 900 is worse than the input&#x27;s 800" in page
     assert "val.zarr, nominal" not in page
+
+
+def test_the_report_shows_the_gate_verdict_of_generated_sets(cli, real, tmp_path):
+    from galaug.report import build_report
+
+    good, bad = fake_run(cli, real, tmp_path, "galaxies"), fake_run(cli, real, tmp_path, "huge")
+    assert cli.invoke("generate", "fake", good, tmp_path / "good.zarr", "-n", 16).exit_code == 0
+    res = cli.invoke("generate", "fake", bad, tmp_path / "bad.zarr", "-n", 16, "--allow-outliers")
+    assert res.exit_code == 0, res.output
+    (tmp_path / "report.toml").write_text('[[section]]\ntitle = "Gate"\nquality = ["good.zarr", "bad.zarr"]\n')
+    page = build_report(tmp_path / "report.toml", tmp_path / "report.html").read_text()
+    assert "<strong>good.zarr</strong>: quality gate: pass" in page
+    assert "<strong>bad.zarr</strong>: quality gate: fail (overridden)" in page
+    assert "bad.zarr failed the quality gate (overridden)" in page and page.count('class="warning"') == 2
+    assert "| pixel p99.9 | g |" not in page and "<td>pixel p99.9</td>" in page  # the failing rows, as a table
+    (tmp_path / "report.toml").write_text('[[section]]\ntitle = "Gate"\nquality = "real.zarr"\n')
+    page = build_report(tmp_path / "report.toml", tmp_path / "report.html", overwrite=True).read_text()
+    assert "<strong>real.zarr</strong>: quality gate: not run" in page and 'class="warning"' not in page

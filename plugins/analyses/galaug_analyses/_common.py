@@ -12,7 +12,7 @@ from galaug.data import Dataset
 from galaug.generators import load_generator
 from galaug.runs import Run
 
-__all__ = ["load_run", "training_data", "sersic_geometry", "band_index", "sample", "decode"]
+__all__ = ["load_run", "training_data", "sersic_geometry", "band_index", "check_alike", "sample", "decode"]
 
 
 def load_run(path: Path, *, device: str):
@@ -51,6 +51,27 @@ def band_index(bands: tuple[str, ...], band: str) -> int:
     if band not in bands:
         raise GalaugError(f"band {band!r} not among the generator's bands {', '.join(bands)}")
     return bands.index(band)
+
+
+def check_alike(datasets: dict[str, Dataset], *, analysis: str, minimum: int = 1) -> None:
+    """Same bands and image size in every set (role -> dataset), and at least ``minimum`` images in each.
+
+    The first set is the reference the others are compared with; the errors
+    name the analysis, which compares images band by band and pixel by pixel.
+    """
+    roles = iter(datasets.items())
+    _, first = next(roles)
+    for role, ds in datasets.items():
+        if len(ds) < minimum:
+            raise GalaugError(f"{ds.path}: the {role} set has {len(ds)} image(s); {analysis} needs at least "
+                              f"{minimum} per set")
+        if ds.bands != first.bands:
+            raise GalaugError(f"{ds.path}: bands {','.join(ds.bands)} differ from {','.join(first.bands)} "
+                              f"of {first.path}; {analysis} compares images band by band")
+        if ds.image_shape[1:] != first.image_shape[1:]:
+            raise GalaugError(f"{ds.path}: images of {ds.image_shape[1]}x{ds.image_shape[2]} pixels differ from "
+                              f"{first.image_shape[1]}x{first.image_shape[2]} of {first.path}; "
+                              f"{analysis} compares images pixel by pixel")
 
 
 def sample(model, n: int, *, seed: int, truncation: float | None, batch: int = 256, edit: dict | None = None,

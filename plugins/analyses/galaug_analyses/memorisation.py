@@ -33,6 +33,8 @@ from galaug.kinds import Analysis
 from galaug.progress import progress
 from galaug.viz import image_grid, pick_rgb_bands, pyplot
 
+from ._common import check_alike
+
 __all__ = ["MemorisationConfig", "Memorisation", "Neighbours", "TrainingSet", "TRANSFORMS", "COPY_DISTANCE",
            "normalise", "nearest", "threshold", "binomial_interval", "chance_p_value"]
 
@@ -420,7 +422,7 @@ class Memorisation(Analysis):
         if len(inputs) != 3:
             raise GalaugError(f"memorisation takes GENERATED TRAIN HELDOUT (3 datasets), got {len(inputs)}")
         datasets = dict(zip(ROLES, (open_dataset(p) for p in inputs)))
-        _check_alike(datasets)
+        check_alike({role: datasets[role] for role in ("train", "generated", "heldout")}, analysis="memorisation")
         train, heldout = datasets["train"], datasets["heldout"]
         if train.id == heldout.id:
             raise GalaugError(f"{heldout.path} is the training set {train.path} (dataset id {train.id}); "
@@ -529,21 +531,6 @@ def _select(n: int, cap: int, seed: int, salt: int) -> np.ndarray:
     if cap and n > cap:
         return np.sort(np.random.default_rng([seed, salt]).choice(n, cap, replace=False))
     return np.arange(n)
-
-
-def _check_alike(datasets: dict[str, Dataset]) -> None:
-    """Same bands and image size in every set, and at least one image each."""
-    first = datasets["train"]
-    for role, ds in datasets.items():
-        if len(ds) < 1:
-            raise GalaugError(f"{ds.path}: the {role} set has no images")
-        if ds.bands != first.bands:
-            raise GalaugError(f"{ds.path}: bands {','.join(ds.bands)} differ from {','.join(first.bands)} "
-                              f"of {first.path}; memorisation compares images band by band")
-        if ds.image_shape[1:] != first.image_shape[1:]:
-            raise GalaugError(f"{ds.path}: images of {ds.image_shape[1]}x{ds.image_shape[2]} pixels differ from "
-                              f"{first.image_shape[1]}x{first.image_shape[2]} of {first.path}; "
-                              f"memorisation compares images pixel by pixel")
 
 
 def _pct(x: float) -> str:

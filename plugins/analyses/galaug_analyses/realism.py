@@ -34,12 +34,13 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 
 from galaug import ConfigError, GalaugError, open_dataset
-from galaug.data import Dataset
 from galaug.degrade.seeds import derive_seeds
 from galaug.errors import require
 from galaug.kinds import Analysis
 from galaug.progress import progress
 from galaug.viz import pyplot
+
+from ._common import check_alike
 
 __all__ = ["RealismConfig", "Realism", "STATISTICS", "bulge_statistic", "power_spectrum", "scaled_distance"]
 
@@ -310,7 +311,7 @@ class Realism(Analysis):
         if not 2 <= len(inputs) <= 3:
             raise GalaugError(f"realism takes GENERATED HELDOUT [TRAIN] (2 or 3 datasets), got {len(inputs)}")
         datasets = [open_dataset(p) for p in inputs]
-        _check_alike(datasets)
+        check_alike(dict(zip(("generated", "held-out", "training"), datasets)), analysis="realism", minimum=2)
         bands = datasets[0].bands
         if cfg.band and cfg.band not in bands:
             raise ConfigError(f"band {cfg.band!r} is not one of the datasets' bands ({', '.join(bands)})")
@@ -355,20 +356,6 @@ class Realism(Analysis):
         results["figures"] = _plot(sets, results, frequency, bands, cfg.bins, out_dir)
         results["captions"] = {name: text for name, text in _CAPTIONS.items() if name in results["figures"]}
         return results
-
-
-def _check_alike(datasets: list[Dataset]) -> None:
-    """Same bands and image size in every set, and at least two images each."""
-    first = datasets[0]
-    for ds in datasets:
-        if len(ds) < 2:
-            raise GalaugError(f"{ds.path}: has {len(ds)} image(s); realism needs at least 2 per set")
-        if ds.bands != first.bands:
-            raise GalaugError(f"{ds.path}: bands {','.join(ds.bands)} differ from {','.join(first.bands)} "
-                              f"of {first.path}")
-        if ds.image_shape[1:] != first.image_shape[1:]:
-            raise GalaugError(f"{ds.path}: images of {ds.image_shape[1]}x{ds.image_shape[2]} pixels differ from "
-                              f"{first.image_shape[1]}x{first.image_shape[2]} of {first.path}")
 
 
 def _pipeline(cfg: RealismConfig, heldout: np.ndarray, seed: int):
