@@ -110,6 +110,10 @@ def plan_mix(*, n_real: int, n_gen: int | None, real: str | float | None = None,
             raise ParamError("alpha", "{alpha} {alpha_value} with {size} {size_value} draws {k} generated images but "
                              "{gen_data} holds {n_gen} (use {replace}, a smaller {size}, or {generator})",
                              alpha_value=alpha, size_value=size, k=k_gen, n_gen=n_gen)
+        if k_real > n_real and not replace:
+            raise ParamError("alpha", "{alpha} {alpha_value} with {size} {size_value} draws {k} real images but "
+                             "{real_data} holds {n_real} (use {replace}, a smaller {size}, or a larger {alpha})",
+                             alpha_value=alpha, size_value=size, k=k_real, n_real=n_real)
     else:
         if size is not None:
             raise ParamError("size", "{size} goes with {alpha}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["pyplot", "asinh_gray", "asinh_rgb", "pick_rgb_bands", "image_grid", "save_grid"]
+__all__ = ["pyplot", "figure_format", "asinh_gray", "asinh_rgb", "pick_rgb_bands", "image_grid", "save_grid"]
 
 
 def pyplot():
@@ -21,6 +21,25 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def figure_format(path: str | Path) -> str:
+    """The image format matplotlib writes for ``path`` (``"png"``), from its extension.
+
+    Raises ``ValueError`` (one line, listing the formats) for a name without
+    one or with one matplotlib cannot write, such as ``.fits``.
+    """
+    pyplot()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    ext = Path(path).suffix.lower().lstrip(".")
+    if ext not in formats:
+        named = f"a .{ext} file" if ext else "a file without an extension"
+        hint = " (to write FITS files: galaug export)" if ext in ("fits", "fit", "fts") else ""
+        raise ValueError(f"{path}: a figure cannot be saved as {named}{hint}; "
+                         f"image formats: {', '.join(sorted(formats))}")
+    return ext
 
 
 def _robust_scale(x: np.ndarray) -> tuple[float, float]:

@@ -207,6 +207,14 @@ def test_bad_band_for_show(cli, make_dataset, tmp_path):
     assert_user_error(cli.invoke("show", ds.path, tmp_path / "x.png", "--bands", "u,g,r"), "band(s) u not in")
 
 
+def test_show_to_a_fits_name_is_one_line_pointing_at_export(cli, make_dataset, tmp_path):
+    ds = make_dataset(4)
+    assert_user_error(cli.invoke("show", ds.path, tmp_path / "x.fits"), "cannot be saved as a .fits file",
+                      "galaug export", "png")
+    assert_user_error(cli.invoke("show", ds.path, tmp_path / "x"), "a file without an extension")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ds.path.name]
+
+
 def test_the_installed_command_prints_no_traceback(tmp_path):
     res = subprocess.run([sys.executable, "-m", "galaug", "info", str(tmp_path / "missing.zarr")],
                          capture_output=True, text=True, timeout=120)

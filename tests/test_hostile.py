@@ -624,7 +624,7 @@ def test_cli_nan_and_inf_are_rejected_by_name_in_one_line(galaug_plugins, tmp_pa
     src = _nan_images(tmp_path, [1.0, np.nan, np.inf, -np.inf])
     before = files_under(tmp_path)
     assert_user_error(galaug_plugins.invoke("ingest", src, tmp_path / "out.zarr"),
-                      "3 of 4 images have NaN/Inf pixels (first: 1.fits, 2.fits)", "--on-bad fill")
+                      "3 of 4 images have NaN/Inf pixels (first: 1.fits, 2.fits)", '--on-bad="fill"')
     assert files_under(tmp_path) == before
 
 

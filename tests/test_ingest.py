@@ -83,7 +83,7 @@ def test_fits_folder_headers_give_band_flux_unit_and_wcs_pixel_scale(tmp_path):
     assert report.n_written == 6 and report.n_files == 6 and report.skipped == []
     entry = ds.provenance[-1]
     assert entry["step"] == "ingest" and entry["plugin"] == "source:fits" and entry["source"] == str(src)
-    assert entry["config"] == {"band_axis": "auto"} and entry["n_written"] == 6
+    assert entry["config"] == {"band_axis": "auto", "hdu": ""} and entry["n_written"] == 6
 
 
 def test_cube_with_the_band_axis_last(tmp_path):
@@ -129,6 +129,97 @@ def test_extension_names_serve_as_bands_and_gzip_is_read(tmp_path):
     assert np.array_equal(open_dataset(tmp_path / "out.zarr").read()["images"][0], plane)
 
 
+def test_scaled_big_endian_integers_are_read(tmp_path):
+    """int16 with BSCALE/BZERO: astropy cannot memory-map it; the values come back scaled."""
+    values = galaxy_images(2, bands=1, size=16)[:, 0].astype(np.float64)
+    for i, v in enumerate(values):
+        hdu = fits.PrimaryHDU(v.copy())  # scale() changes the array it was given
+        hdu.header["FILTER"] = "F606W"
+        hdu.scale("int16", bscale=0.01, bzero=100.0)
+        hdu.writeto(tmp_path / f"s{i}.fits")
+    with fits.open(tmp_path / "s0.fits") as f:
+        assert f[0].header["BITPIX"] == 16 and f[0].header["BSCALE"] == 0.01
+    report = ingest(tmp_path, tmp_path / "out.zarr")
+    assert report.bands == ("F606W",)
+    np.testing.assert_allclose(open_dataset(tmp_path / "out.zarr").read()["images"][:, 0], values, atol=0.006)
+
+
+def hst_file(path: Path, sci: np.ndarray, *, chips: int = 1, **primary_cards) -> Path:
+    """An HST-like file: an empty primary HDU with the filter, then SCI, ERR and DQ per chip."""
+    hdus = [fits.PrimaryHDU()]
+    for k, v in primary_cards.items():
+        hdus[0].header[k] = v
+    for chip in range(1, chips + 1):
+        hdus += [fits.ImageHDU(sci * chip, name="SCI", ver=chip),
+                 fits.ImageHDU(np.full_like(sci, 0.5), name="ERR", ver=chip),
+                 fits.ImageHDU(np.zeros(sci.shape, np.int16), name="DQ", ver=chip)]
+    fits.HDUList(hdus).writeto(path)
+    return path
+
+
+def test_hst_science_error_and_quality_extensions_give_one_band(galaug_plugins, tmp_path):
+    sci = galaxy_images(1, bands=1, size=16)[0, 0]
+    src = tmp_path / "hst"
+    src.mkdir()
+    for i in range(3):
+        hst_file(src / f"j{i}_flt.fits", sci + i, INSTRUME="ACS", FILTER1="CLEAR1L", FILTER2="F814W")
+    report = ingest(src, tmp_path / "out.zarr")
+    assert report.bands == ("F814W",) and report.image_shape == (1, 16, 16)  # not SCI, ERR and DQ as 3 bands
+    np.testing.assert_array_equal(open_dataset(tmp_path / "out.zarr").read()["images"][:, 0],
+                                  [sci, sci + 1, sci + 2])
+    res = galaug_plugins.invoke("ingest", src, tmp_path / "named.zarr", "--bands", "F814W")
+    assert res.exit_code == 0, res.output
+    res = galaug_plugins.invoke("ingest", src, tmp_path / "err.zarr", "--hdu", "ERR")  # any extension on request
+    assert res.exit_code == 0, res.output
+    assert (open_dataset(tmp_path / "err.zarr").read()["images"] == 0.5).all()
+    report = ingest(src / "j0_flt.fits", tmp_path / "index.zarr", config={"hdu": "1"})
+    assert np.array_equal(open_dataset(tmp_path / "index.zarr").read()["images"][0, 0], sci)
+    assert_user_error(galaug_plugins.invoke("ingest", src, tmp_path / "x.zarr", "--hdu", "WHT"),
+                      "no image HDU 'WHT' (image HDUs: SCI,1, ERR,1, DQ,1)")
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_two_chips_of_one_extension_name_are_not_bands(tmp_path):
+    sci = galaxy_images(1, bands=1, size=16)[0, 0]
+    hst_file(tmp_path / "wfc.fits", sci, chips=2, FILTER1="F475W", FILTER2="CLEAR2L")
+    with pytest.raises(GalaugError, match=r"2 SCI extensions \(SCI,1, SCI,2\) name no distinct bands: "
+                                          r"choose one with hdu=SCI,1"):
+        ingest(tmp_path / "wfc.fits", tmp_path / "out.zarr")
+    report = ingest(tmp_path / "wfc.fits", tmp_path / "out.zarr", config={"hdu": "SCI,2"})
+    assert report.bands == ("F475W",)
+    assert np.array_equal(open_dataset(tmp_path / "out.zarr").read()["images"][0, 0], sci * 2)
+
+
+def test_band_names_from_wfpc2_and_bands_keywords(tmp_path):
+    write_fits(tmp_path / "w" / "u2.fits", np.ones((8, 8), np.float32), FILTNAM1="F555W")
+    assert ingest(tmp_path / "w", tmp_path / "w.zarr").bands == ("F555W",)
+    write_fits(tmp_path / "c" / "cube.fits", np.ones((3, 8, 8), np.float32), BANDS="g,r,i")
+    assert ingest(tmp_path / "c", tmp_path / "c.zarr").bands == ("g", "r", "i")
+
+
+def test_mixed_pixel_scales_are_an_error_naming_both(galaug_plugins, tmp_path):
+    images = galaxy_images(2, bands=1, size=16)[:, 0]
+    write_fits(tmp_path / "in" / "a.fits", images[0], **wcs_cards(0.2))
+    write_fits(tmp_path / "in" / "b.fits", images[1], **wcs_cards(0.263))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert_user_error(galaug_plugins.invoke("ingest", tmp_path / "in", tmp_path / "out.zarr"),
+                      "mixed pixel scales: a.fits says 0.2 arcsec, b.fits says 0.263 arcsec")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    report = ingest(tmp_path / "in", tmp_path / "out.zarr", pixel_scale="0.2 arcsec")  # the user says so
+    assert report.pixel_scale == 0.2 * u.arcsec
+
+
+def test_an_image_of_another_size_is_never_cropped_silently(galaug_plugins, tmp_path):
+    write_fits(tmp_path / "in" / "frame.fits", np.ones((40, 36), np.float32))
+    res = galaug_plugins.invoke("ingest", tmp_path / "in", tmp_path / "out.zarr", "--size", "32")
+    assert_user_error(res, "frame.fits: 40x36 pixels, not 32x32",
+                      '--fit="crop" keeps the centre 32x32 pixels, --fit="resize" resamples')
+    with pytest.raises(GalaugError, match='fit="crop" keeps the centre 32x32'):
+        ingest(tmp_path / "in", tmp_path / "out.zarr", size=32)
+    assert nothing_written(tmp_path)
+    assert ingest(tmp_path / "in", tmp_path / "out.zarr", size=32, fit="crop").image_shape == (1, 32, 32)
+
+
 def test_export_then_ingest_gives_identical_pixels_bands_and_units(galaug_plugins, make_dataset, tmp_path):
     ds = make_dataset(9, pixel_scale=0.168 * u.arcsec, flux_unit="nJy")
     assert galaug_plugins.invoke("export", ds.path, tmp_path / "fits").exit_code == 0
@@ -150,7 +241,7 @@ def test_hubble_deep_field_cutouts(tmp_path):
         cube = np.moveaxis(rgb[y:y + 72, x:x + 72], -1, 0)  # (3, 72, 72)
         write_fits(tmp_path / "hdf" / f"hdf{k:02d}.fits", cube, BAND1="R", BAND2="G", BAND3="B",
                    BUNIT="adu", **wcs_cards(0.04, 72))
-    report = ingest(tmp_path / "hdf", tmp_path / "out.zarr", size=64)
+    report = ingest(tmp_path / "hdf", tmp_path / "out.zarr", size=64, fit="crop")
     ds = open_dataset(tmp_path / "out.zarr")
     assert report.n_written == len(corners) == len(ds) and ds.bands == ("R", "G", "B")
     assert ds.pixel_scale.value == pytest.approx(0.04) and ds.flux_unit == "adu"
@@ -174,7 +265,7 @@ def test_nan_rejected_by_default_and_nothing_written(nan_folder, tmp_path):
     with pytest.raises(GalaugError) as err:
         ingest(src, tmp_path / "out.zarr")
     assert str(err.value) == ("2 of 6 images have NaN/Inf pixels (first: 01.fits, 04.fits); "
-                              "use --on-bad fill or --on-bad skip")
+                              'use on_bad="fill" or on_bad="skip"')
     assert nothing_written(tmp_path)
 
 
@@ -202,7 +293,7 @@ def test_nan_outside_the_crop_does_not_count(tmp_path):
     image = np.ones((20, 20), np.float32)
     image[0, 0] = np.nan
     write_fits(tmp_path / "a.fits", image)
-    assert ingest(tmp_path / "a.fits", tmp_path / "out.zarr", size=16).n_written == 1
+    assert ingest(tmp_path / "a.fits", tmp_path / "out.zarr", size=16, fit="crop").n_written == 1
 
 
 # -- broken files ----------------------------------------------------------------------
@@ -221,7 +312,7 @@ def test_truncated_and_empty_files_are_rejected_by_name(broken_folder, tmp_path)
         ingest(broken_folder, tmp_path / "out.zarr")
     msg = str(err.value)
     assert msg.startswith("2 of 4 files cannot be read (first: 01.fits: truncated: the header claims 16 x 16 pixels")
-    assert "03.fits: not a readable FITS file" in msg and msg.endswith("use --on-bad skip to leave them out")
+    assert "03.fits: not a readable FITS file" in msg and msg.endswith('use on_bad="skip" to leave them out')
     assert nothing_written(tmp_path)
     with pytest.raises(GalaugError, match="2 of 4 files cannot be read"):  # fill does not apply to them
         ingest(broken_folder, tmp_path / "out.zarr", on_bad="fill")
@@ -277,10 +368,11 @@ def test_band_names_that_disagree(tmp_path):
 def test_units_that_disagree_are_unknown_with_a_note(tmp_path):
     images = galaxy_images(2, bands=1, size=16)[:, 0]
     write_fits(tmp_path / "in" / "a.fits", images[0], BUNIT="nJy", PIXSCALE=0.2)
-    write_fits(tmp_path / "in" / "b.fits", images[1], BUNIT="adu", PIXSCALE=0.168)
+    write_fits(tmp_path / "in" / "b.fits", images[1], BUNIT="adu")
     report = ingest(tmp_path / "in", tmp_path / "out.zarr")
     assert report.pixel_scale is None and report.flux_unit is None
-    assert "pixel scale unknown: a.fits says 0.2 arcsec, b.fits says 0.168 arcsec" in report.notes[0]
+    assert "pixel scale unknown: b.fits declares none" in report.notes[0]
+    assert "flux unit unknown: a.fits says nJy, b.fits says adu" in report.notes[1]
     report = ingest(tmp_path / "in", tmp_path / "o2.zarr", pixel_scale="0.5 kpc", flux_unit="electron")
     ds = open_dataset(tmp_path / "o2.zarr")
     assert ds.pixel_scale == 0.5 * u.kpc and ds.flux_unit == "electron" and report.notes == []
@@ -293,8 +385,8 @@ def test_centre_crop_and_too_small(tmp_path):
     src = fits_folder(tmp_path / "in", images)
     write_fits(src / "small.fits", np.ones((16, 30), np.float32))
     with pytest.raises(GalaugError, match=r"small.fits: smaller than 17x17 \(16x30\)"):
-        ingest(src, tmp_path / "out.zarr", size=17)
-    report = ingest(src, tmp_path / "out.zarr", size=17, on_bad="skip")
+        ingest(src, tmp_path / "out.zarr", size=17, fit="crop")
+    report = ingest(src, tmp_path / "out.zarr", size=17, fit="crop", on_bad="skip")
     assert report.n_written == 2 and report.image_shape == (1, 17, 17)
     assert np.array_equal(open_dataset(tmp_path / "out.zarr").read()["images"][:, 0], images[:, 2:19, 2:19])
 
@@ -455,7 +547,7 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(galaug_plugins, make_datas
         "no files": ([tmp_path / "good" / "*.hdf5"], ["no files match"]),
         "unknown format": ([good, "--format", "tiff"], ["unknown source plugin 'tiff'", "fits, hdf5, npy"]),
         "simulator": ([good, "--format", "tiny"], ["'tiny' is a simulator, not a file reader"]),
-        "truncated": ([broken_folder], ["01.fits: truncated", "use --on-bad skip"]),
+        "truncated": ([broken_folder], ["01.fits: truncated", 'use --on-bad="skip"']),
         "band mismatch": ([good, "--on-bad", "fill"], []),
         "bands length": ([good, "--bands", "g,r"], ["3 bands, expected 2 (--bands g,r)"]),
         "output exists": ([good], ["output exists", "--overwrite"]),

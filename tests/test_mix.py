@@ -74,7 +74,8 @@ def test_alpha_mode_and_replacement(pair, tmp_path):
     mix = mix_datasets(tmp_path / "a.zarr", real_data=real.path, gen_data=gen.path, alpha=0.8, size=100, seed=0)
     counts = mix.origin_counts()
     assert counts["real"] + counts["generated"] == 100 and 65 < counts["generated"] < 95
-    with pytest.raises(GalaugError, match="without replace"):
+    with pytest.raises(GalaugError, match=r"alpha 0.2 with size 100 draws \d+ real images but real_data holds 40 "
+                                          r"\(use replace, a smaller size, or a larger alpha\)"):
         mix_datasets(tmp_path / "b.zarr", real_data=real.path, gen_data=gen.path, alpha=0.2, size=100, seed=0)
     dup = mix_datasets(tmp_path / "c.zarr", real_data=real.path, gen_data=gen.path, alpha=0.2, size=100, seed=0,
                        replace=True)
@@ -125,6 +126,7 @@ def test_mix_cli_and_bad_input(galaug_plugins, pair, make_dataset, tmp_path):
         (["--real", "0", "--gen-data", gen.path, "--gen", "0"], "the mix would be empty"),
         (["--gen", "1x"], "exactly one of --gen-data and --generator"),
         (["--alpha", "0.5", "--gen-data", gen.path], "--alpha needs --size"),
+        (["--alpha", "0.2", "--size", "100", "--gen-data", gen.path], "but --real-data holds 40 (use --replace"),
     ]:
         assert_user_error(galaug_plugins.invoke("mix", tmp_path / "bad.zarr", "--real-data", real.path, *args),
                           message)

@@ -264,8 +264,12 @@ def show_cmd(dataset: str, output: str, count: int, bands: str | None, origin: s
     from galaug.data import open_dataset
     from galaug.data.writer import check_output
     from galaug.files import atomic_path
-    from galaug.viz import pick_rgb_bands, save_grid
+    from galaug.viz import figure_format, pick_rgb_bands, save_grid
 
+    try:
+        figure_format(output)
+    except ValueError as exc:
+        raise GalaugError(str(exc)) from None
     ds = open_dataset(dataset)
     out = check_output(output, overwrite=overwrite, what="file")
     try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
-from galaug.cli.options import config_options, overwrite_option
+from galaug.cli.options import config_options, option_names, overwrite_option
 
 __all__ = ["ingest_cmd"]
 
@@ -18,22 +20,28 @@ __all__ = ["ingest_cmd"]
               help="Band names, comma-separated [default: from the files, else b0,b1,...].")
 @click.option("--size", type=click.IntRange(min=1), default=None,
               help="Bring every image to SIZE x SIZE pixels [default: keep the shape, which all must share].")
-@click.option("--fit", type=click.Choice(["crop", "resize"]), default="crop", show_default=True,
-              help="crop: the centre SIZE x SIZE pixels; resize: flux-conserving resampling (scales the pixel scale).")
+@click.option("--fit", type=click.Choice(["crop", "resize"]), default=None,
+              help="How images of another size than --size are brought to it: crop: the centre SIZE x SIZE pixels; "
+                   "resize: flux-conserving resampling (scales the pixel scale) [default: they are not; "
+                   "such an image is bad].")
+@click.option("--hdu", default=None, metavar="NAME|NAME,VER|INDEX",
+              help="The FITS HDU to read, e.g. SCI, SCI,2 or 1 [default: the science images; error, quality "
+                   "and weight extensions (ERR, DQ, WHT, ...) are never bands].")
 @click.option("--on-bad", type=click.Choice(["reject", "fill", "skip"]), default="reject", show_default=True,
               help="Images with NaN/Inf pixels: fail naming them, replace the pixels with --fill-value, or leave "
                    "the images out (skip also leaves out unreadable files and images that do not fit).")
 @click.option("--fill-value", type=float, default=0.0, show_default=True,
               help="Value of NaN/Inf pixels with --on-bad fill.")
 @click.option("--pixel-scale", default=None, metavar='"0.2 arcsec"',
-              help="Pixel scale of the input files [default: from the headers when all agree, else unknown].")
+              help="Pixel scale of the input files, overriding the headers [default: from the headers; "
+                   "different scales are an error, none is unknown].")
 @click.option("--flux-unit", default=None, metavar="UNIT",
               help="Unit of the pixel values, e.g. nJy [default: BUNIT when all agree, else unknown].")
 @config_options
 @overwrite_option
-def ingest_cmd(src: str, out: str, format_: str, bands: str | None, size: int | None, fit: str, on_bad: str,
-               fill_value: float, pixel_scale: str | None, flux_unit: str | None, config_file: str | None,
-               sets: tuple[str, ...], overwrite: bool) -> None:
+def ingest_cmd(src: str, out: str, format_: str, bands: str | None, size: int | None, fit: str | None,
+               hdu: str | None, on_bad: str, fill_value: float, pixel_scale: str | None, flux_unit: str | None,
+               config_file: str | None, sets: tuple[str, ...], overwrite: bool) -> None:
     """Read the images of SRC (a file, a folder or a glob) into the new dataset OUT.
 
     Every image is brought to one shape (--size, --fit); band names, pixel
@@ -43,14 +51,20 @@ def ingest_cmd(src: str, out: str, format_: str, bands: str | None, size: int | 
     """
     from galaug.config import resolve_config
     from galaug.data.writer import check_output
+    from galaug.errors import GalaugError
     from galaug.sources.ingest import find_inputs, ingest, reader_class
 
     manager = click.get_current_context().find_root().obj
     check_output(out, overwrite=overwrite)
     name, _ = find_inputs(src, format=format_, manager=manager)
     config = resolve_config(reader_class(name, manager=manager).Config, file=config_file, sets=sets)
-    report = ingest(src, out, format=name, bands=bands, size=size, fit=fit, on_bad=on_bad, fill_value=fill_value,
-                    pixel_scale=pixel_scale, flux_unit=flux_unit, config=config, overwrite=overwrite,
-                    manager=manager)
+    if hdu is not None:
+        if not hasattr(config, "hdu"):
+            raise GalaugError(f"--hdu is an option of the fits reader, not of {name!r}")
+        config = dataclasses.replace(config, hdu=hdu)
+    with option_names():  # "use on_bad=..." as "use --on-bad=..."
+        report = ingest(src, out, format=name, bands=bands, size=size, fit=fit, on_bad=on_bad,
+                        fill_value=fill_value, pixel_scale=pixel_scale, flux_unit=flux_unit, config=config,
+                        overwrite=overwrite, manager=manager)
     for line in report.lines():
         click.echo(line)

@@ -25,7 +25,7 @@ from galaug.config import config_to_dict, resolve_config
 from galaug.data import _format as fmt
 from galaug.data.provenance import make_entry
 from galaug.data.writer import DatasetWriter, check_output
-from galaug.errors import GalaugError, PluginError, one_line
+from galaug.errors import GalaugError, ParamError, PluginError, one_line
 from galaug.kinds import Reader
 from galaug.progress import progress
 from galaug.sources.readers import FileUnits
@@ -241,13 +241,18 @@ def _crop(image: np.ndarray, size: int) -> np.ndarray:
 # -- the run ---------------------------------------------------------------------------
 
 class _Agreement:
-    """A value every written image should share (pixel scale, flux unit): the first, or unknown."""
+    """A value every written image should share (pixel scale, flux unit): the first, or unknown.
+
+    ``conflict`` is set when two images declare different values (not when
+    one declares none).
+    """
 
     def __init__(self, same: Callable[[Any, Any], bool]) -> None:
         self.same = same
         self.value: Any = None
         self.first = ""
         self.problem = ""
+        self.conflict = False
         self.started = False
 
     def see(self, value: Any, label: str) -> None:
@@ -259,6 +264,7 @@ class _Agreement:
             self.value, self.first = value, label
         elif not self.same(self.value, value):
             self.problem = f"{self.first} says {self.value}, {label} says {value}"
+            self.conflict = True
         self.started = True
 
     def result(self) -> Any:
@@ -280,10 +286,12 @@ def _same_unit(a: str, b: str) -> bool:
 class _Ingest:
     """The state of one ingest: reference shape and bands, the batch, the bad images."""
 
-    def __init__(self, out: Path, *, bands: tuple[str, ...] | None, size: int | None, fit: str,
-                 on_bad: str, fill_value: float, batch_size: int, overwrite: bool,
+    def __init__(self, out: Path, *, bands: tuple[str, ...] | None, size: int | None, fit: str | None,
+                 on_bad: str, fill_value: float, batch_size: int, overwrite: bool, user_scale: bool,
                  entry: dict[str, Any]) -> None:
         self.out, self.user_bands, self.size, self.fit = out, bands, size, fit
+        self.user_scale = user_scale
+        self.size_misfits = 0  # images of another size than --size, with no --fit to say what to do
         self.on_bad, self.fill_value, self.batch_size, self.overwrite = on_bad, fill_value, batch_size, overwrite
         self.entry = entry
         self.n_channels = len(bands) if bands else None
@@ -335,6 +343,9 @@ class _Ingest:
                 hint = "--fit resize needs one input shape" if self.size else "use --size to crop"
                 return self.reject(label, f"{h}x{w} pixels, expected {self.in_shape[0]}x{self.in_shape[1]} ({hint})",
                                    _MISFIT)
+        elif (h, w) != (self.size, self.size) and self.fit is None:
+            self.size_misfits += 1  # never cropped silently
+            return self.reject(label, f"{h}x{w} pixels, not {self.size}x{self.size}", _MISFIT)
         elif h < self.size or w < self.size:
             return self.reject(label, f"smaller than {self.size}x{self.size} ({h}x{w})", _MISFIT)
         else:
@@ -350,6 +361,9 @@ class _Ingest:
         if self.fit == "resize":
             image = resample_flux(image, self.size)
         self.scale.see(units.pixel_scale, label)
+        if self.scale.conflict and not self.user_scale:
+            # one dataset has one pixel scale: labelling both with either would be wrong for the other
+            raise GalaugError(f"mixed pixel scales: {self.scale.problem}; ingest each scale into its own dataset")
         self.unit.see(units.flux_unit, label)
         if not self.failing:  # else keep reading to count the bad ones, but write nothing
             self._queue(image, index)
@@ -376,7 +390,7 @@ class _Ingest:
             self.writer.abort()
 
     # -- at the end ------------------------------------------------------------
-    def error_message(self, n_files: int) -> str | None:
+    def error(self, n_files: int) -> ParamError | None:
         """The one-line error if bad input ends this ingest, else None."""
         fatal = [b for b in self.bad if self.fatal(b[2])]
         if not fatal:
@@ -395,8 +409,12 @@ class _Ingest:
                     else f"{len(these)} of {self.n_read} images do not fit"
                 parts.append(f"{what} (first: {first})")
         only_nan = all(b[2] == _NONFINITE for b in fatal)
-        hint = "use --on-bad fill or --on-bad skip" if only_nan else "use --on-bad skip to leave them out"
-        return "; ".join(parts) + "; " + hint
+        hints = ['{fit}="crop" keeps the centre {size}x{size} pixels, {fit}="resize" resamples'] \
+            if self.size_misfits else []
+        hints.append('use {on_bad}="fill" or {on_bad}="skip"' if only_nan
+                     else 'use {on_bad}="skip" to leave them out')
+        return ParamError("fit" if self.size_misfits else "on_bad", "{detail}; " + "; ".join(hints),
+                          detail="; ".join(parts), size=self.size)
 
 
 def _user_bands(bands: str | Sequence[str] | None) -> tuple[str, ...] | None:
@@ -418,7 +436,7 @@ def _reader_config(cls: type[Reader], config: Any) -> Any:
 
 
 def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
-           bands: str | Sequence[str] | None = None, size: int | None = None, fit: str = "crop",
+           bands: str | Sequence[str] | None = None, size: int | None = None, fit: str | None = None,
            on_bad: str = "reject", fill_value: float = 0.0, pixel_scale: u.Quantity | str | None = None,
            flux_unit: str | None = None, config: Any = None, overwrite: bool = False,
            batch_size: int = 256, manager: Any = None) -> IngestReport:
@@ -440,11 +458,13 @@ def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
     size : int, optional
         Bring every image to ``size`` x ``size``; keep the shape (all must
         agree) when omitted.
-    fit : {"crop", "resize"}
-        ``crop``: the centre ``size`` x ``size`` pixels (a smaller image is
-        bad). ``resize``: flux-conserving resampling (:func:`resample_flux`)
-        of square images that all share one shape; the pixel scale recorded
-        is multiplied by input size / ``size``.
+    fit : {None, "crop", "resize"}
+        How an image of another size than ``size`` is brought to it. None
+        (the default): it is not; such an image is bad (nothing is cropped
+        silently). ``crop``: the centre ``size`` x ``size`` pixels (a
+        smaller image is bad). ``resize``: flux-conserving resampling
+        (:func:`resample_flux`) of square images that all share one shape;
+        the pixel scale recorded is multiplied by input size / ``size``.
     on_bad : {"reject", "fill", "skip"}
         Images with NaN/Inf pixels: ``reject`` fails the ingest, naming
         them; ``fill`` replaces those pixels with ``fill_value``; ``skip``
@@ -453,9 +473,10 @@ def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
     fill_value : float
         Value of replaced pixels with ``on_bad="fill"``.
     pixel_scale : Quantity or str, optional
-        Pixel scale of the input files (``"0.2 arcsec"``); default: the
-        scale the files declare (FITS ``PIXSCALE``/``PIXUNIT`` or WCS) when
-        they all agree, else unknown.
+        Pixel scale of the input files (``"0.2 arcsec"``), overriding what
+        they declare; default: the scale the files declare (FITS
+        ``PIXSCALE``/``PIXUNIT`` or WCS). Files that declare different
+        scales are an error; when some declare none, the scale is unknown.
     flux_unit : str, optional
         Unit of the pixel values; default: the files' ``BUNIT`` when they
         all agree, else unknown.
@@ -478,8 +499,8 @@ def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
         For bad options, no input files, an existing output, and bad input
         under the policy above; nothing is written then.
     """
-    if fit not in FITS:
-        raise GalaugError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+    if fit is not None and fit not in FITS:
+        raise GalaugError(f"fit must be None or one of {', '.join(FITS)}, got {fit!r}")
     if on_bad not in ON_BAD:
         raise GalaugError(f"on_bad must be one of {', '.join(ON_BAD)}, got {on_bad!r}")
     if size is not None and size < 1:
@@ -509,7 +530,7 @@ def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
     entry = make_entry("ingest", plugin=f"source:{name}", plugin_version=manager.registry.entry("source", name).version,
                        config=config_to_dict(reader.config), options=options, source=str(src))
     run = _Ingest(out, bands=user_bands, size=size, fit=fit, on_bad=on_bad, fill_value=fill_value,
-                  batch_size=batch_size, overwrite=overwrite, entry=entry)
+                  batch_size=batch_size, overwrite=overwrite, user_scale=user_scale is not None, entry=entry)
     try:
         with progress(total=len(files), desc="ingest", unit="file") as bar:
             for path in files:
@@ -526,9 +547,9 @@ def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
                     run.add(*item)
                     n += 1
                 bar.update(1)
-        message = run.error_message(len(files))
-        if message:
-            raise GalaugError(message)
+        error = run.error(len(files))
+        if error is not None:
+            raise error
         if run.writer is None:
             if run.bad:
                 label, reason, _ = run.bad[0]

@@ -35,6 +35,7 @@ __all__ = [
     "NpyConfig",
     "NpyReader",
     "MAX_BANDS",
+    "AUXILIARY_EXTNAMES",
 ]
 
 #: A cube axis this long or shorter may be the band axis (``band_axis="auto"``).
@@ -113,10 +114,26 @@ class FitsConfig:
     #: (``first`` = NAXIS3, ``last`` = NAXIS1); ``auto`` takes the end axis
     #: of 16 or fewer planes.
     band_axis: BandAxis = "auto"
+    #: The image HDU to read: an ``EXTNAME`` (``SCI``), ``EXTNAME,EXTVER``
+    #: (``SCI,2``) or an index (``0`` is the primary HDU). Empty: the science
+    #: images: every image HDU with data except error, quality and weight
+    #: extensions (:data:`AUXILIARY_EXTNAMES`), and only the ``SCI`` ones
+    #: where there are any (HST and JWST files).
+    hdu: str = ""
 
 
 #: The pixel types of the FITS standard.
 _FITS_BITPIX = (8, 16, 32, 64, -32, -64)
+#: EXTNAMEs of image HDUs that accompany a science image rather than hold a band: errors, data
+#: quality, weights, variances, exposure and context maps (HST: ERR, DQ, WHT, CTX, SAMP, TIME; JWST: ERR, DQ,
+#: VAR_POISSON, VAR_RNOISE, VAR_FLAT, CON, AREA; others: IVM, RMS, VAR, MASK, EXP).
+AUXILIARY_EXTNAMES = frozenset({"ERR", "DQ", "WHT", "CTX", "CON", "SAMP", "TIME", "AREA", "VAR_POISSON",
+                                "VAR_RNOISE", "VAR_FLAT", "IVM", "RMS", "VAR", "MASK", "EXP", "EXPTIME"})
+#: Header keywords that scale integer pixels; astropy cannot memory-map such data.
+_SCALING = ("BSCALE", "BZERO", "BLANK")
+#: Keywords that name the filter of an image, in the order they are tried (HST: FILTNAM1 for WFPC2,
+#: FILTER1/FILTER2 for ACS, where the other wheel says CLEAR).
+_BAND_KEYS = ("FILTER", "BAND", "FILTNAM1", "FILTER1", "FILTER2")
 
 
 def _astropy_note(caught: list[warnings.WarningMessage], category: type) -> str:
@@ -164,6 +181,22 @@ def _fits_text(hdr: Any, *keys: str) -> str | None:
         if isinstance(value, str) and value.strip():
             return value.strip()
     return None
+
+
+def _band_keyword(*headers: Any) -> str | None:
+    """The filter a header names (:data:`_BAND_KEYS`, a wheel that says CLEAR skipped), trying each header."""
+    for hdr in headers:
+        for key in _BAND_KEYS:
+            value = _fits_text(hdr, key)
+            if value and not value.upper().startswith("CLEAR") and value.upper() not in ("N/A", "NONE"):
+                return value
+    return None
+
+
+def _bands_list(hdr: Any, n: int) -> list[str | None] | None:
+    """The comma list of a ``BANDS`` keyword when it names ``n`` bands."""
+    names = _clean_names(_fits_text(hdr, "BANDS"))
+    return list(names) if names and len(names) == n else None
 
 
 def _all_names(names: list[str | None]) -> tuple[str, ...] | None:
@@ -228,9 +261,15 @@ class FitsReader(Reader):
     def read_with_units(self, path: Path) -> Iterator[tuple[str, np.ndarray, tuple[str, ...] | None, FileUnits]]:
         """Like :meth:`read`, with the units the file declares.
 
-        One file is one object: the image of the only image HDU with data
-        (2-d, or a 3-d cube), or, when several image HDUs hold data, one
-        band per HDU. Tables and empty HDUs are skipped.
+        One file is one object: the image of the only science HDU with data
+        (2-d, or a 3-d cube), or, when several hold data, one band per HDU.
+        Tables, empty HDUs and error, quality and weight extensions
+        (:data:`AUXILIARY_EXTNAMES`) are skipped; where ``SCI`` extensions
+        exist only they are read; ``hdu`` in the config picks one HDU.
+        Band names come from ``BAND1``.., ``BANDS`` (a comma list),
+        ``FILTER``, ``BAND``, ``FILTNAM1``, ``FILTER1``/``FILTER2`` (not
+        ``CLEAR``), in the image's header and then the primary one. Scaled
+        integers (``BSCALE``/``BZERO``) are read without memory-mapping.
         """
         from astropy.io import fits
         from astropy.utils.exceptions import AstropyUserWarning
@@ -243,33 +282,75 @@ class FitsReader(Reader):
             # one error line: they are recorded instead, and the first becomes part of the error
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                # the file is ours to close: astropy leaves it open when it fails inside fits.open
-                with open(path, "rb") as fh, fits.open(fh, memmap=not gzipped, lazy_load_hdus=True) as hdul:
-                    hdus = [h for h in hdul if h.is_image and math.prod(_fits_axes(h.header) or [0]) > 0]
-                    if not hdus:
-                        raise ValueError("no image data (only empty or table HDUs)")
-                    for hdu in hdus:
-                        bitpix = hdu.header.get("BITPIX")
-                        if bitpix not in _FITS_BITPIX or isinstance(bitpix, bool):
-                            raise ValueError(f"BITPIX = {bitpix!r} is not a FITS pixel type "
-                                             f"({', '.join(map(str, _FITS_BITPIX))})")
-                        _fits_size_check(hdu, file_size, gzipped)
-                    image, bands = self._single(hdus[0]) if len(hdus) == 1 else self._per_band(hdus)
-                    headers = (hdus[0].header, hdul[0].header)  # the image's, then the primary
-                    scales = [s for s in map(_fits_pixel_scale, headers) if s is not None]
-                    units = FileUnits(scales[0] if scales else None,
-                                      _fits_text(headers[0], "BUNIT") or _fits_text(headers[1], "BUNIT"))
+                memmap = not gzipped
+                while True:
+                    # the file is ours to close: astropy leaves it open when it fails inside fits.open
+                    with open(path, "rb") as fh, fits.open(fh, memmap=memmap, lazy_load_hdus=True) as hdul:
+                        hdus = self._select(hdul)
+                        if memmap and any(k in h.header for h in hdus for k in _SCALING):
+                            memmap = False  # scaled integers (BSCALE/BZERO): astropy cannot memory-map them
+                            continue
+                        for hdu in hdus:
+                            bitpix = hdu.header.get("BITPIX")
+                            if bitpix not in _FITS_BITPIX or isinstance(bitpix, bool):
+                                raise ValueError(f"BITPIX = {bitpix!r} is not a FITS pixel type "
+                                                 f"({', '.join(map(str, _FITS_BITPIX))})")
+                            _fits_size_check(hdu, file_size, gzipped)
+                        primary = hdul[0].header
+                        image, bands = self._single(hdus[0], primary) if len(hdus) == 1 else self._per_band(hdus)
+                        headers = (hdus[0].header, primary)  # the image's, then the primary
+                        scales = [s for s in map(_fits_pixel_scale, headers) if s is not None]
+                        units = FileUnits(scales[0] if scales else None,
+                                          _fits_text(headers[0], "BUNIT") or _fits_text(headers[1], "BUNIT"))
+                    break
         except (OSError, EOFError, IndexError, KeyError, TypeError) as exc:
             # astropy reports a broken file through any of these
             raise ValueError(f"not a readable FITS file ({describe(exc)}"
                              f"{_astropy_note(caught, AstropyUserWarning)})") from None
         yield path.name, image, bands, units
 
-    def _single(self, hdu: Any) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    def _select(self, hdul: Any) -> list[Any]:
+        """The image HDUs to read (:attr:`FitsConfig.hdu`): the one asked for, else the science images."""
+        with_data = [h for h in hdul if h.is_image and math.prod(_fits_axes(h.header) or [0]) > 0]
+        listed = ", ".join(f"{h.name or 'PRIMARY'},{h.ver}" for h in with_data) or "none"
+        want = self.config.hdu.strip()
+        if want.isdigit():
+            index = int(want)
+            if index >= len(hdul):
+                raise ValueError(f"no HDU {index}: the file has {len(hdul)} (0 to {len(hdul) - 1})")
+            chosen = [h for h in with_data if h is hdul[index]]
+            if not chosen:
+                raise ValueError(f"HDU {index} holds no image data (image HDUs: {listed})")
+            return chosen
+        if want:
+            name, _, ver = want.partition(",")
+            if ver and not ver.strip().isdigit():
+                raise ValueError(f"hdu={want!r}: expected NAME, NAME,EXTVER or an index")
+            chosen = [h for h in with_data if h.name.upper() == name.strip().upper()
+                      and (not ver or h.ver == int(ver))]
+            if not chosen:
+                raise ValueError(f"no image HDU {want!r} (image HDUs: {listed})")
+        else:
+            if not with_data:
+                raise ValueError("no image data (only empty or table HDUs)")
+            chosen = [h for h in with_data if h.name.upper() not in AUXILIARY_EXTNAMES]
+            chosen = [h for h in chosen if h.name.upper() == "SCI"] or chosen
+            if not chosen:
+                raise ValueError(f"no science image, only {listed} (choose one with hdu=NAME)")
+        names = {h.name.upper() for h in chosen}
+        if len(chosen) > 1 and len(names) == 1 and _all_names([_band_keyword(h.header) for h in chosen]) is None:
+            # several chips or exposures of one extension name (ACS/WFC's SCI,1 and SCI,2), not bands
+            name = chosen[0].name
+            raise ValueError(f"{len(chosen)} {name} extensions ({', '.join(f'{name},{h.ver}' for h in chosen)}) "
+                             f"name no distinct bands: choose one with hdu={name},{chosen[0].ver}")
+        return chosen
+
+    def _single(self, hdu: Any, primary: Any) -> tuple[np.ndarray, tuple[str, ...] | None]:
         data, hdr = hdu.data, hdu.header
         _check_real(data.dtype)
         if data.ndim == 2:
-            return np.array(data[None], dtype=np.float32), _all_names([_fits_text(hdr, "BAND1", "FILTER", "BAND")])
+            name = _fits_text(hdr, "BAND1") or (_bands_list(hdr, 1) or [None])[0] or _band_keyword(hdr, primary)
+            return np.array(data[None], dtype=np.float32), _all_names([name])
         if data.ndim != 3:
             raise ValueError(f"{data.ndim}-d image of shape {data.shape}; expected 2-d or a 3-d cube")
         axis = _declared_band_axis(hdr, data.shape) if self.config.band_axis == "auto" else None
@@ -277,8 +358,10 @@ class FitsReader(Reader):
             axis = _band_axis(data.shape, self.config.band_axis, 0, 2)
         image = np.array(np.moveaxis(data, axis, 0), dtype=np.float32)  # (C, H, W), a copy off the file
         names = [_fits_text(hdr, f"BAND{i}") for i in range(1, len(image) + 1)]
+        if None in names:
+            names = _bands_list(hdr, len(image)) or _bands_list(primary, len(image)) or names
         if len(image) == 1 and names[0] is None:
-            names = [_fits_text(hdr, "FILTER", "BAND")]
+            names = [_band_keyword(hdr, primary)]
         return image, _all_names(names)
 
     def _per_band(self, hdus: list[Any]) -> tuple[np.ndarray, tuple[str, ...] | None]:
@@ -290,7 +373,7 @@ class FitsReader(Reader):
         for h in hdus:
             _check_real(h.data.dtype)
             planes.append(np.array(h.data, dtype=np.float32))
-        names = [_fits_text(h.header, "FILTER", "BAND", "EXTNAME") for h in hdus]
+        names = [_band_keyword(h.header) or _fits_text(h.header, "EXTNAME") for h in hdus]
         return np.stack(planes), _all_names(names)
 
 
