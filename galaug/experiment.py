@@ -11,6 +11,7 @@
     out = "runs/experiment"
     metric = "mse"                             # the summary metric of the table and figure
     allow_outliers = false                     # true: use generated images that fail the quality gate
+    assume_same_scale = false                  # true: mix sets when only one has a pixel scale
     [task_config]                              # the task's --set values
     epochs = 5
 
@@ -84,6 +85,8 @@ class ExperimentConfig:
     device: str = "cpu"
     #: use a generated set (or generator) that fails the quality gate (galaug.quality)
     allow_outliers: bool = False
+    #: mix a generated set with a pixel scale and a real set without one, or the reverse
+    assume_same_scale: bool = False
 
 
 def load_experiment(path: str | Path) -> tuple[ExperimentConfig, tuple[Arm, ...], dict[str, Any]]:
@@ -152,9 +155,14 @@ def run_experiment(config: ExperimentConfig, arms: tuple[Arm, ...], task_config:
     resolve_config(cls.Config, overrides=task_config)  # a bad task config fails before any work
     pipeline = as_pipeline(config.degrade)  # parsed once, for every arm's training and evaluation
     real, val = open_dataset(config.real), open_dataset(config.val)
-    if config.gen:  # a generated set that failed the quality gate stops the experiment before any work
+    if config.gen:  # a generated set that failed the quality gate, or does not fit, stops it before any work
+        from galaug.mix import _check_compatible
+
+        gen = open_dataset(config.gen)
         with _spelled_for_the_file():
-            require_passed(open_dataset(config.gen), allow_outliers=config.allow_outliers)
+            require_passed(gen, allow_outliers=config.allow_outliers)
+            _check_compatible(real, gen.bands, gen.image_shape, gen.pixel_scale, config.gen,
+                              assume_same_scale=config.assume_same_scale)
     out = Path(config.out)
     if overwrite:  # nothing is deleted for an experiment that would fail its checks
         _start_afresh(out, inputs=[*inputs, config.real, config.val, config.gen, config.generator])
@@ -221,12 +229,14 @@ def _start_afresh(out: Path, *, inputs: list[str]) -> None:
 
 @contextlib.contextmanager
 def _spelled_for_the_file() -> Iterator[None]:
-    """A quality-gate refusal names the experiment file's key (``allow_outliers = true``)."""
-    from galaug.quality import QualityError
+    """A refusal that a key overrides names the experiment file's key (``allow_outliers = true``)."""
+    from galaug.errors import ParamError
 
     try:
         yield
-    except QualityError as exc:
+    except ParamError as exc:
+        if exc.param not in ("allow_outliers", "assume_same_scale"):
+            raise
         raise GalaugError(exc.spelled(lambda name: f"{name} = true in the experiment file")) from None
 
 
@@ -235,7 +245,7 @@ def _mix(arm: Arm, path: Path, config: ExperimentConfig, real, seed: int):
     from galaug.mix import mix_datasets
 
     gen_kw = {"gen_data": config.gen or None, "generator": config.generator or None,
-              "allow_outliers": config.allow_outliers}
+              "allow_outliers": config.allow_outliers, "assume_same_scale": config.assume_same_scale}
     if arm.alpha is not None:
         return mix_datasets(path, real_data=real.path, alpha=arm.alpha, size=len(real), seed=seed, overwrite=True,
                             **gen_kw)

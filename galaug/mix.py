@@ -128,7 +128,8 @@ def plan_mix(*, n_real: int, n_gen: int | None, real: str | float | None = None,
     return MixPlan(real_rows.astype(np.int64), gen_rows.astype(np.int64), order)
 
 
-def _check_compatible(real: Dataset, gen_bands, gen_shape, gen_scale, where: str) -> None:
+def _check_compatible(real: Dataset, gen_bands, gen_shape, gen_scale, where: str, *,
+                      assume_same_scale: bool = False) -> None:
     if tuple(gen_bands) != real.bands:
         raise GalaugError(f"{where} has bands {','.join(gen_bands)} but the real set has {','.join(real.bands)}")
     if tuple(gen_shape) != real.image_shape:
@@ -137,6 +138,12 @@ def _check_compatible(real: Dataset, gen_bands, gen_shape, gen_scale, where: str
     if gen_scale is not None and real.pixel_scale is not None and not np.isclose(
             gen_scale.to_value(real.pixel_scale.unit), real.pixel_scale.value, rtol=1e-6):
         raise GalaugError(f"{where} has pixel scale {gen_scale} but the real set has {real.pixel_scale}")
+    if (gen_scale is None) != (real.pixel_scale is None) and not assume_same_scale:
+        known, unknown = (where, "the real set") if gen_scale is not None else ("the real set", where)
+        raise ParamError("assume_same_scale", "{known} has pixel scale {scale} but {unknown}'s is unknown, so "
+                         "galaug cannot check that they match ({assume_same_scale} mixes them anyway)",
+                         known=known, unknown=unknown, scale=str(gen_scale if gen_scale is not None
+                                                                 else real.pixel_scale))
 
 
 class _RowStream:
@@ -175,7 +182,8 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
                  gen_data: str | Path | None = None, gen: str | float | None = None, generator: str | Path | None = None,
                  alpha: float | None = None, size: int | None = None, seed: int = 0, replace: bool = False,
                  truncation: float | None = None, overwrite: bool = False, window_bytes: int = 64 * 2**20,
-                 device: str = "cpu", echo=None, allow_outliers: bool = False) -> Dataset:
+                 device: str = "cpu", echo=None, allow_outliers: bool = False,
+                 assume_same_scale: bool = False) -> Dataset:
     """Write a mix of real and generated images; see the module docstring.
 
     Parameters
@@ -199,6 +207,9 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
         its provenance says so), and write images generated on the fly that
         fail it; otherwise either is a :class:`galaug.quality.QualityError`
         and nothing is written. The mix's provenance records the check.
+    assume_same_scale : bool
+        Mix sets when one has a pixel scale and the other none (recorded);
+        otherwise that is an error, since nothing shows that they match.
     """
     if (gen_data is None) == (generator is None) and (gen is not None or alpha is not None):
         raise ParamError("gen_data", "give exactly one of {gen_data} and {generator}")
@@ -207,7 +218,8 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
     checked: dict | None = None  # the quality record of this mix's generated images
     if gen_data is not None:
         gen_ds = open_dataset(gen_data)
-        _check_compatible(real_ds, gen_ds.bands, gen_ds.image_shape, gen_ds.pixel_scale, f"{gen_data}")
+        _check_compatible(real_ds, gen_ds.bands, gen_ds.image_shape, gen_ds.pixel_scale, f"{gen_data}",
+                          assume_same_scale=assume_same_scale)
         failed = quality.require_passed(gen_ds, allow_outliers=allow_outliers)
         if failed is not None:
             checked = {**failed, "overridden": True, "statistics": f"provenance of {gen_data}"}
@@ -217,7 +229,7 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
         model = load_generator(generator, device=device)
         lay = model.layout
         _check_compatible(real_ds, lay.bands, (len(lay.bands), lay.image_size, lay.image_size), lay.pixel_scale,
-                          f"generator {generator}")
+                          f"generator {generator}", assume_same_scale=assume_same_scale)
     plan = plan_mix(n_real=len(real_ds), n_gen=None if gen_ds is None and model is not None else
                     (len(gen_ds) if gen_ds is not None else 0), real=real, gen=gen, alpha=alpha, size=size,
                     seed=seed, replace=replace)
@@ -230,7 +242,8 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
         (("images", "latents") if keep_latents and gen_ds is not None else ("images",))
     entry = make_entry("mix", seed=seed, config={"real": None if real is None else str(real),
                                                  "gen": None if gen is None else str(gen), "alpha": alpha,
-                                                 "size": size, "replace": replace, "truncation": truncation},
+                                                 "size": size, "replace": replace, "truncation": truncation,
+                                                 "assume_same_scale": assume_same_scale},
                        n_real=plan.n_real, n_generated=plan.n_gen, generator=None if generator is None else str(generator))
     parents = [real_ds] + ([gen_ds] if gen_ds is not None else [])
     if model is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import astropy.units as u
 import numpy as np
 import pytest
 
@@ -131,3 +132,20 @@ def test_mix_cli_and_bad_input(galaug_plugins, pair, make_dataset, tmp_path):
         assert_user_error(galaug_plugins.invoke("mix", tmp_path / "bad.zarr", "--real-data", real.path, *args),
                           message)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_set_with_an_unknown_pixel_scale_needs_assume_same_scale(galaug_plugins, make_dataset, tmp_path):
+    real = make_dataset(20, name="real.zarr", pixel_scale=0.2 * u.arcsec)
+    gen = make_dataset(20, name="gen.zarr", seed=1)  # no pixel scale: ingested without one, say
+    before = sorted(p.name for p in tmp_path.iterdir())
+    res = galaug_plugins.invoke("mix", tmp_path / "m.zarr", "--real-data", real.path, "--gen-data", gen.path,
+                                "--gen", "1x")
+    assert_user_error(res, "the real set has pixel scale 0.2 arcsec but", "gen.zarr's is unknown",
+                      "--assume-same-scale mixes them anyway")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    with pytest.raises(GalaugError, match="assume_same_scale mixes them anyway"):
+        mix_datasets(tmp_path / "m.zarr", real_data=real.path, gen_data=gen.path, gen="1x")
+    mix = mix_datasets(tmp_path / "m.zarr", real_data=real.path, gen_data=gen.path, gen="1x",
+                       assume_same_scale=True)
+    assert len(mix) == 40 and mix.pixel_scale == 0.2 * u.arcsec
+    assert mix.provenance[-1]["config"]["assume_same_scale"] is True

@@ -268,6 +268,22 @@ def test_the_experiment_refuses_a_failed_generated_set_before_any_work(cli, real
     assert load_experiment(toml)[0].allow_outliers is True
 
 
+def test_the_experiment_refuses_sets_of_which_only_one_has_a_pixel_scale(cli, make_dataset, tmp_path):
+    import astropy.units as u
+
+    from galaug.experiment import load_experiment, run_experiment
+
+    real = make_dataset(20, name="scaled.zarr", pixel_scale=0.2 * u.arcsec)
+    make_dataset(20, name="gen.zarr", seed=1)
+    val = make_dataset(10, name="val.zarr", seed=3, pixel_scale=0.2 * u.arcsec)
+    toml = tmp_path / "exp.toml"
+    toml.write_text(f'task = "nothing"\nreal = "{real.path}"\nval = "{val.path}"\ngen = "gen.zarr"\n'
+                    'seeds = [0]\nout = "exp"\n')
+    with pytest.raises(GalaugError, match="assume_same_scale = true in the experiment file mixes them anyway"):
+        run_experiment(*load_experiment(toml), manager=cli.manager)
+    assert not (tmp_path / "exp").exists()
+
+
 # -- two processes ---------------------------------------------------------------------------
 
 @pytest.mark.slow

@@ -25,12 +25,14 @@ __all__ = ["mix_cmd"]
 @click.option("--allow-outliers", is_flag=True,
               help="Mix a generated set that failed the quality gate, or --generator images that fail it "
                    "(recorded in the provenance).")
+@click.option("--assume-same-scale", is_flag=True,
+              help="Mix sets when one has a pixel scale and the other none (recorded in the provenance).")
 @device_option(help="Where --generator runs; auto picks cuda when available.")
 @seed_option(help="Seed of the choice of samples and their order (recorded in the provenance).")
 @overwrite_option
 def mix_cmd(output: str, real_data: str, real: str | None, gen_data: str | None, generator: str | None,
             gen: str | None, alpha: float | None, size: int | None, replace: bool, truncation: float | None,
-            allow_outliers: bool, device: str, seed: int, overwrite: bool) -> None:
+            allow_outliers: bool, assume_same_scale: bool, device: str, seed: int, overwrite: bool) -> None:
     """Mix real and generated images into OUTPUT, e.g. --real 0.1 --gen 5x.
 
     Prints the resolved counts, then streams the sources block by block
@@ -47,7 +49,8 @@ def mix_cmd(output: str, real_data: str, real: str | None, gen_data: str | None,
     with option_names():  # the library's "gen must be ..." as "--gen must be ..."
         ds = mix_datasets(output, real_data=real_data, real=real, gen_data=gen_data, gen=gen, generator=generator,
                           alpha=alpha, size=size, seed=seed, replace=replace, truncation=truncation,
-                          overwrite=overwrite, device=_device(device), echo=click.echo, allow_outliers=allow_outliers)
+                          overwrite=overwrite, device=_device(device), echo=click.echo, allow_outliers=allow_outliers,
+                          assume_same_scale=assume_same_scale)
     counts = ds.origin_counts()
     click.echo(f"wrote {ds.path}: {len(ds)} samples ({counts['real']} real, {counts['generated']} generated)")
     if "quality" in ds.provenance[-1]:
