@@ -209,6 +209,28 @@ def test_mixed_pixel_scales_are_an_error_naming_both(galaug_plugins, tmp_path):
     assert report.pixel_scale == 0.2 * u.arcsec
 
 
+def test_resample_brings_mixed_scales_to_one_conserving_flux(galaug_plugins, tmp_path):
+    images = galaxy_images(2, bands=1, size=32)[:, 0]
+    write_fits(tmp_path / "in" / "a.fits", images[0], **wcs_cards(0.2, 32))
+    write_fits(tmp_path / "in" / "b.fits", images[1], **wcs_cards(0.1, 32))
+    res = galaug_plugins.invoke("ingest", tmp_path / "in", tmp_path / "out.zarr", "--pixel-scale", "0.2 arcsec",
+                                "--resample", "--size", "16", "--fit", "crop")
+    assert res.exit_code == 0, res.output
+    assert "note: resampled to 0.2 arcsec: 1 from 0.2 arcsec, 1 from 0.1 arcsec" in res.output
+    ds = open_dataset(tmp_path / "out.zarr")
+    out = ds.read()["images"][:, 0]
+    assert ds.pixel_scale == 0.2 * u.arcsec and ds.provenance[-1]["options"]["resample"] is True
+    assert ds.provenance[-1]["resampled_from"] == {"0.2 arcsec": 1, "0.1 arcsec": 1}
+    np.testing.assert_array_equal(out[0], images[0][8:24, 8:24])  # already at 0.2": only cropped
+    np.testing.assert_allclose(out[1].sum(), images[1].sum(), rtol=1e-5)  # 32 px at 0.1" = 16 px at 0.2"
+    np.testing.assert_allclose(out[1], images[1].reshape(16, 2, 16, 2).sum((1, 3)), rtol=1e-5, atol=1e-4)
+    write_fits(tmp_path / "in" / "c.fits", images[1])  # declares no scale
+    with pytest.raises(GalaugError, match="c.fits: declares no pixel scale; resample needs the scale of every file"):
+        ingest(tmp_path / "in", tmp_path / "o2.zarr", pixel_scale="0.2 arcsec", resample=True, size=16, fit="crop")
+    assert_user_error(galaug_plugins.invoke("ingest", tmp_path / "in", tmp_path / "o3.zarr", "--resample"),
+                      "--resample needs --pixel-scale")
+
+
 def test_an_image_of_another_size_is_never_cropped_silently(galaug_plugins, tmp_path):
     write_fits(tmp_path / "in" / "frame.fits", np.ones((40, 36), np.float32))
     res = galaug_plugins.invoke("ingest", tmp_path / "in", tmp_path / "out.zarr", "--size", "32")

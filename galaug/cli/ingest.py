@@ -35,13 +35,16 @@ __all__ = ["ingest_cmd"]
 @click.option("--pixel-scale", default=None, metavar='"0.2 arcsec"',
               help="Pixel scale of the input files, overriding the headers [default: from the headers; "
                    "different scales are an error, none is unknown].")
+@click.option("--resample", is_flag=True,
+              help="Resample every image, conserving flux, from the pixel scale its file declares to --pixel-scale "
+                   "(for files of mixed scales).")
 @click.option("--flux-unit", default=None, metavar="UNIT",
               help="Unit of the pixel values, e.g. nJy [default: BUNIT when all agree, else unknown].")
 @config_options
 @overwrite_option
 def ingest_cmd(src: str, out: str, format_: str, bands: str | None, size: int | None, fit: str | None,
-               hdu: str | None, on_bad: str, fill_value: float, pixel_scale: str | None, flux_unit: str | None,
-               config_file: str | None, sets: tuple[str, ...], overwrite: bool) -> None:
+               hdu: str | None, on_bad: str, fill_value: float, pixel_scale: str | None, resample: bool,
+               flux_unit: str | None, config_file: str | None, sets: tuple[str, ...], overwrite: bool) -> None:
     """Read the images of SRC (a file, a folder or a glob) into the new dataset OUT.
 
     Every image is brought to one shape (--size, --fit); band names, pixel
@@ -64,7 +67,8 @@ def ingest_cmd(src: str, out: str, format_: str, bands: str | None, size: int | 
         config = dataclasses.replace(config, hdu=hdu)
     with option_names():  # "use on_bad=..." as "use --on-bad=..."
         report = ingest(src, out, format=name, bands=bands, size=size, fit=fit, on_bad=on_bad,
-                        fill_value=fill_value, pixel_scale=pixel_scale, flux_unit=flux_unit, config=config,
+                        fill_value=fill_value, pixel_scale=pixel_scale, resample=resample, flux_unit=flux_unit,
+                        config=config,
                         overwrite=overwrite, manager=manager)
     for line in report.lines():
         click.echo(line)

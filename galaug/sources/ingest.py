@@ -287,10 +287,11 @@ class _Ingest:
     """The state of one ingest: reference shape and bands, the batch, the bad images."""
 
     def __init__(self, out: Path, *, bands: tuple[str, ...] | None, size: int | None, fit: str | None,
-                 on_bad: str, fill_value: float, batch_size: int, overwrite: bool, user_scale: bool,
-                 entry: dict[str, Any]) -> None:
+                 on_bad: str, fill_value: float, batch_size: int, overwrite: bool, user_scale: u.Quantity | None,
+                 resample: bool, entry: dict[str, Any]) -> None:
         self.out, self.user_bands, self.size, self.fit = out, bands, size, fit
-        self.user_scale = user_scale
+        self.user_scale, self.resample = user_scale, resample
+        self.resampled_from: dict[str, int] = {}  # declared scale -> images resampled from it
         self.size_misfits = 0  # images of another size than --size, with no --fit to say what to do
         self.on_bad, self.fill_value, self.batch_size, self.overwrite = on_bad, fill_value, batch_size, overwrite
         self.entry = entry
@@ -322,6 +323,10 @@ class _Ingest:
         """Check, fit and queue one image (C, H, W) read from the files."""
         index = self.n_read
         self.n_read += 1
+        if self.resample:
+            image = self._to_scale(label, image, units.pixel_scale)
+            if image is None:
+                return None
         c, h, w = image.shape
         if self.n_channels is None:
             self.n_channels = c
@@ -361,12 +366,34 @@ class _Ingest:
         if self.fit == "resize":
             image = resample_flux(image, self.size)
         self.scale.see(units.pixel_scale, label)
-        if self.scale.conflict and not self.user_scale:
+        if self.scale.conflict and self.user_scale is None:
             # one dataset has one pixel scale: labelling both with either would be wrong for the other
             raise GalaugError(f"mixed pixel scales: {self.scale.problem}; ingest each scale into its own dataset")
         self.unit.see(units.flux_unit, label)
         if not self.failing:  # else keep reading to count the bad ones, but write nothing
             self._queue(image, index)
+
+    def _to_scale(self, label: str, image: np.ndarray, declared: u.Quantity | None) -> np.ndarray | None:
+        """``image`` resampled, conserving flux, from the scale its file declares to ``--pixel-scale``."""
+        target = self.user_scale
+        if declared is None or declared.unit.physical_type != target.unit.physical_type:
+            why = "declares no pixel scale" if declared is None else f"declares {declared}, not comparable"
+            return self.reject(label, f"{why}; resample needs the scale of every file", _MISFIT)
+        factor = float(target.to_value(declared.unit) / declared.value)  # new pixel size over old
+        key = f"{declared.value:.10g} {declared.unit}"
+        self.resampled_from[key] = self.resampled_from.get(key, 0) + 1
+        if math.isclose(factor, 1.0, rel_tol=1e-6):
+            return image
+        import torch
+
+        from galaug.degrade.resample import Resample, ResampleConfig
+
+        h, w = image.shape[1:]
+        if min(h, w) / factor < 1:
+            return self.reject(label, f"{h}x{w} pixels at {declared} leave no whole pixel at {target}", _MISFIT)
+        out = Resample(ResampleConfig(scale=factor, keep_size=False)).apply(torch.from_numpy(image[None]),
+                                                                          torch.zeros(1, dtype=torch.int64))
+        return out[0].numpy()
 
     def _queue(self, image: np.ndarray, index: int) -> None:
         if self.writer is None:
@@ -438,7 +465,7 @@ def _reader_config(cls: type[Reader], config: Any) -> Any:
 def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
            bands: str | Sequence[str] | None = None, size: int | None = None, fit: str | None = None,
            on_bad: str = "reject", fill_value: float = 0.0, pixel_scale: u.Quantity | str | None = None,
-           flux_unit: str | None = None, config: Any = None, overwrite: bool = False,
+           flux_unit: str | None = None, resample: bool = False, config: Any = None, overwrite: bool = False,
            batch_size: int = 256, manager: Any = None) -> IngestReport:
     """Read image files into a new galaug dataset.
 
@@ -480,6 +507,12 @@ def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
     flux_unit : str, optional
         Unit of the pixel values; default: the files' ``BUNIT`` when they
         all agree, else unknown.
+    resample : bool
+        Resample every image, conserving flux, from the pixel scale its file
+        declares to ``pixel_scale`` (the core's ``resample`` degradation;
+        N pixels at scale s become floor(N s / pixel_scale)); a file that
+        declares none is bad. The provenance counts the images per source
+        scale. Use it for files of mixed scales.
     config : dataclass instance or mapping, optional
         The reader's options (its ``Config``, or a mapping of keys).
     overwrite : bool
@@ -507,6 +540,10 @@ def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
         raise GalaugError(f"size must be a positive number of pixels, got {size}")
     if fit == "resize" and size is None:
         raise GalaugError("--fit resize needs --size")
+    if resample and pixel_scale is None:
+        raise ParamError("resample", "{resample} needs {pixel_scale}: the scale to resample every image to")
+    if resample and fit == "resize":
+        raise ParamError("resample", "{resample} and {fit}=\"resize\" both change the pixel scale; give one")
     if batch_size < 1:
         raise GalaugError(f"batch_size must be positive, got {batch_size}")
     if not (math.isfinite(fill_value) and abs(fill_value) <= float(np.finfo(np.float32).max)):
@@ -526,11 +563,12 @@ def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
     cls = reader_class(name, manager=manager)
     reader = cls(_reader_config(cls, config))
     options = {"bands": list(user_bands) if user_bands else None, "size": size, "fit": fit, "on_bad": on_bad,
-               "fill_value": fill_value, "pixel_scale": fmt.pixel_scale_attr(user_scale), "flux_unit": user_unit}
+               "fill_value": fill_value, "pixel_scale": fmt.pixel_scale_attr(user_scale), "flux_unit": user_unit,
+               "resample": resample}
     entry = make_entry("ingest", plugin=f"source:{name}", plugin_version=manager.registry.entry("source", name).version,
                        config=config_to_dict(reader.config), options=options, source=str(src))
     run = _Ingest(out, bands=user_bands, size=size, fit=fit, on_bad=on_bad, fill_value=fill_value,
-                  batch_size=batch_size, overwrite=overwrite, user_scale=user_scale is not None, entry=entry)
+                  batch_size=batch_size, overwrite=overwrite, user_scale=user_scale, resample=resample, entry=entry)
     try:
         with progress(total=len(files), desc="ingest", unit="file") as bar:
             for path in files:
@@ -606,10 +644,13 @@ def _finish(run: _Ingest, name: str, files: list[Path], user_scale: u.Quantity |
             notes.append(f"flux unit unknown: {exc} (set it with --flux-unit)")
     elif unit is None and run.unit.problem:
         notes.append(f"flux unit unknown: {run.unit.problem} (set it with --flux-unit)")
+    if run.resampled_from:
+        notes.append("resampled to " + f"{scale.value:g} {scale.unit}: " + ", ".join(
+            f"{n} from {source}" for source, n in run.resampled_from.items()))
     skipped = [(label, reason) for label, reason, _ in run.bad]
     writer.set_metadata(bands=bands, pixel_scale=scale, flux_unit=unit, provenance=dict(
         n_files=len(files), n_read=run.n_read, n_written=run.n_written, resample_factor=factor,
-        n_filled_pixels=run.n_filled_pixels, n_skipped=len(skipped),
+        n_filled_pixels=run.n_filled_pixels, n_skipped=len(skipped), resampled_from=run.resampled_from,
         skipped=[list(s) for s in skipped[:_PROVENANCE_SKIPPED]], notes=notes,
     ))
     return IngestReport(
