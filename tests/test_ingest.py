@@ -242,6 +242,43 @@ def test_an_image_of_another_size_is_never_cropped_silently(galaug_plugins, tmp_
     assert ingest(tmp_path / "in", tmp_path / "out.zarr", size=32, fit="crop").image_shape == (1, 32, 32)
 
 
+def test_per_band_files_are_grouped_into_one_image_per_object(galaug_plugins, tmp_path):
+    cubes = galaxy_images(7, bands=4, size=16)  # 7 objects in g, r, i, z
+    src = tmp_path / "bands"
+    for k, cube in enumerate(cubes):
+        for band, plane in zip("griz", cube):
+            if (k, band) != (5, "i"):  # object 5 lacks its i file
+                write_fits(src / f"gal_{k:03d}_{band}.fits", plane, FILTER=band, **wcs_cards(0.2, 16))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    res = galaug_plugins.invoke("ingest", src, tmp_path / "out.zarr", "--group", "{id}_{band}.fits")
+    assert_user_error(res, "1 of 7 objects cannot be read (first: gal_005: no file in band(s) i (has g, r, z))")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    res = galaug_plugins.invoke("ingest", src, tmp_path / "out.zarr", "--group", "{id}_{band}.fits",
+                                "--on-bad", "skip")
+    assert res.exit_code == 0, res.output
+    assert "gal_005: no file in band(s) i" in res.output
+    ds = open_dataset(tmp_path / "out.zarr")
+    assert ds.bands == ("g", "r", "i", "z")  # by wavelength, not alphabetically
+    assert ds.pixel_scale.value == pytest.approx(0.2)
+    kept = [0, 1, 2, 3, 4, 6]
+    np.testing.assert_array_equal(ds.read()["images"], cubes[kept])
+    assert ds.provenance[-1]["options"]["group"] == "{id}_{band}.fits"
+    report = ingest(src, tmp_path / "gr.zarr", group="{id}_{band}.fits", bands="r,g")  # a subset, in this order
+    np.testing.assert_array_equal(open_dataset(tmp_path / "gr.zarr").read()["images"], cubes[:, [1, 0]])
+    assert report.n_written == 7
+    with pytest.raises(GalaugError, match=r"group '\{id\}-\{band\}.fit' names none of the 27 files"):
+        ingest(src, tmp_path / "none.zarr", group="{id}-{band}.fit")
+    with pytest.raises(GalaugError, match=r"must hold \{id\} and \{band\} once each"):
+        ingest(src, tmp_path / "none.zarr", group="{band}.fits")
+
+
+def test_band_order_by_wavelength():
+    from galaug.sources.ingest import band_order
+
+    assert band_order(["z", "i", "g", "r", "F814W", "F435W", "J", "u", "other"]) == \
+        ["u", "g", "r", "i", "z", "J", "F435W", "F814W", "other"]
+
+
 def test_export_then_ingest_gives_identical_pixels_bands_and_units(galaug_plugins, make_dataset, tmp_path):
     ds = make_dataset(9, pixel_scale=0.168 * u.arcsec, flux_unit="nJy")
     assert galaug_plugins.invoke("export", ds.path, tmp_path / "fits").exit_code == 0

@@ -35,6 +35,9 @@ __all__ = ["ingest_cmd"]
 @click.option("--pixel-scale", default=None, metavar='"0.2 arcsec"',
               help="Pixel scale of the input files, overriding the headers [default: from the headers; "
                    "different scales are an error, none is unknown].")
+@click.option("--group", default=None, metavar='"{id}_{band}.fits"',
+              help="One image per object from one file per band, named by this pattern ({id}, {band}; * matches "
+                   "anything); bands in --bands order, else by wavelength.")
 @click.option("--resample", is_flag=True,
               help="Resample every image, conserving flux, from the pixel scale its file declares to --pixel-scale "
                    "(for files of mixed scales).")
@@ -43,7 +46,8 @@ __all__ = ["ingest_cmd"]
 @config_options
 @overwrite_option
 def ingest_cmd(src: str, out: str, format_: str, bands: str | None, size: int | None, fit: str | None,
-               hdu: str | None, on_bad: str, fill_value: float, pixel_scale: str | None, resample: bool,
+               hdu: str | None, on_bad: str, fill_value: float, pixel_scale: str | None, group: str | None,
+               resample: bool,
                flux_unit: str | None, config_file: str | None, sets: tuple[str, ...], overwrite: bool) -> None:
     """Read the images of SRC (a file, a folder or a glob) into the new dataset OUT.
 
@@ -67,7 +71,8 @@ def ingest_cmd(src: str, out: str, format_: str, bands: str | None, size: int | 
         config = dataclasses.replace(config, hdu=hdu)
     with option_names():  # "use on_bad=..." as "use --on-bad=..."
         report = ingest(src, out, format=name, bands=bands, size=size, fit=fit, on_bad=on_bad,
-                        fill_value=fill_value, pixel_scale=pixel_scale, resample=resample, flux_unit=flux_unit,
+                        fill_value=fill_value, pixel_scale=pixel_scale, group=group, resample=resample,
+                        flux_unit=flux_unit,
                         config=config,
                         overwrite=overwrite, manager=manager)
     for line in report.lines():

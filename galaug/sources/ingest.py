@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import glob
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from galaug.kinds import Reader
 from galaug.progress import progress
 from galaug.sources.readers import FileUnits
 
-__all__ = ["IngestReport", "ingest", "find_inputs", "reader_class", "resample_flux", "BUILTIN_READERS"]
+__all__ = ["IngestReport", "ingest", "find_inputs", "reader_class", "resample_flux", "band_order", "BUILTIN_READERS"]
 
 #: Readers tried first when ``format="auto"``.
 BUILTIN_READERS = ("fits", "hdf5", "npy")
@@ -417,7 +419,7 @@ class _Ingest:
             self.writer.abort()
 
     # -- at the end ------------------------------------------------------------
-    def error(self, n_files: int) -> ParamError | None:
+    def error(self, n_files: int, unit: str = "files") -> ParamError | None:
         """The one-line error if bad input ends this ingest, else None."""
         fatal = [b for b in self.bad if self.fatal(b[2])]
         if not fatal:
@@ -432,7 +434,7 @@ class _Ingest:
                 parts.append(f"{len(these)} of {self.n_read} images have NaN/Inf pixels (first: {names})")
             else:
                 first = "; ".join(f"{label}: {reason}" for label, reason, _ in these[:_NAMED])
-                what = f"{len(these)} of {n_files} files cannot be read" if kind == _UNREADABLE \
+                what = f"{len(these)} of {n_files} {unit} cannot be read" if kind == _UNREADABLE \
                     else f"{len(these)} of {self.n_read} images do not fit"
                 parts.append(f"{what} (first: {first})")
         only_nan = all(b[2] == _NONFINITE for b in fatal)
@@ -465,7 +467,8 @@ def _reader_config(cls: type[Reader], config: Any) -> Any:
 def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
            bands: str | Sequence[str] | None = None, size: int | None = None, fit: str | None = None,
            on_bad: str = "reject", fill_value: float = 0.0, pixel_scale: u.Quantity | str | None = None,
-           flux_unit: str | None = None, resample: bool = False, config: Any = None, overwrite: bool = False,
+           flux_unit: str | None = None, resample: bool = False, group: str | None = None, config: Any = None,
+           overwrite: bool = False,
            batch_size: int = 256, manager: Any = None) -> IngestReport:
     """Read image files into a new galaug dataset.
 
@@ -507,6 +510,12 @@ def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
     flux_unit : str, optional
         Unit of the pixel values; default: the files' ``BUNIT`` when they
         all agree, else unknown.
+    group : str, optional
+        One image per object from one file per band: a pattern of the file
+        names with ``{id}`` and ``{band}`` (``"{id}_{band}.fits"``; ``*``
+        matches anything). Bands in ``bands`` order, else every band found,
+        by wavelength (:func:`band_order`). An object that lacks a band, or
+        a file the pattern does not name, is bad input (see ``on_bad``).
     resample : bool
         Resample every image, conserving flux, from the pixel scale its file
         declares to ``pixel_scale`` (the core's ``resample`` degradation;
@@ -564,28 +573,31 @@ def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
     reader = cls(_reader_config(cls, config))
     options = {"bands": list(user_bands) if user_bands else None, "size": size, "fit": fit, "on_bad": on_bad,
                "fill_value": fill_value, "pixel_scale": fmt.pixel_scale_attr(user_scale), "flux_unit": user_unit,
-               "resample": resample}
+               "resample": resample, "group": group}
     entry = make_entry("ingest", plugin=f"source:{name}", plugin_version=manager.registry.entry("source", name).version,
                        config=config_to_dict(reader.config), options=options, source=str(src))
     run = _Ingest(out, bands=user_bands, size=size, fit=fit, on_bad=on_bad, fill_value=fill_value,
                   batch_size=batch_size, overwrite=overwrite, user_scale=user_scale, resample=resample, entry=entry)
     try:
-        with progress(total=len(files), desc="ingest", unit="file") as bar:
-            for path in files:
-                items, n = _file_items(reader, path), 0
+        sources = [(p.name, functools.partial(_file_items, reader, p)) for p in files] if group is None else \
+            _grouped_sources(reader, files, group, user_bands, run)
+        unit = "file" if group is None else "object"
+        with progress(total=len(sources), desc="ingest", unit=unit) as bar:
+            for name, read in sources:
+                items, n = read(), 0
                 while True:
                     try:  # errors of the reader, not of what is done with its images
                         item = next(items, None)
                     except (ValueError, OSError) as exc:
                         after = f" (after {n} images)" if n else ""
-                        run.reject(path.name, f"{str(exc) or type(exc).__name__}{after}", _UNREADABLE)
+                        run.reject(name, f"{str(exc) or type(exc).__name__}{after}", _UNREADABLE)
                         break
                     if item is None:
                         break
                     run.add(*item)
                     n += 1
                 bar.update(1)
-        error = run.error(len(files))
+        error = run.error(len(sources), f"{unit}s")
         if error is not None:
             raise error
         if run.writer is None:
@@ -600,6 +612,83 @@ def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
         run.abort()
         raise
     return report
+
+
+#: The usual order of bands by wavelength; other names sort after these, HST/JWST filters (F606W) by number.
+_BAND_ORDER = ("FUV", "NUV", "u", "U", "g", "B", "V", "r", "R", "i", "I", "z", "Z", "y", "Y", "J", "H", "K", "Ks")
+
+
+def band_order(names: Sequence[str]) -> list[str]:
+    """``names`` in the usual order by wavelength (u, g, r, i, z, y, J, H, K; F435W < F814W); others by name."""
+    def key(name: str) -> tuple:
+        if name in _BAND_ORDER:
+            return (0, _BAND_ORDER.index(name), "")
+        digits = re.fullmatch(r"F(\d{3,4})[A-Z]{0,2}", name.upper())
+        if digits:
+            return (1, int(digits.group(1)), name)
+        return (2, 0, name)
+
+    return sorted(names, key=key)
+
+
+def _group_regex(pattern: str) -> re.Pattern:
+    """``"{id}_{band}.fits"`` as a regular expression with the groups ``id`` and ``band`` (``*``: anything)."""
+    if pattern.count("{id}") != 1 or pattern.count("{band}") != 1:
+        raise ParamError("group", "{group} {text!r} must hold {{id}} and {{band}} once each "
+                         "(e.g. \"{{id}}_{{band}}.fits\")", text=pattern)
+    parts = re.split(r"(\{id\}|\{band\}|\*)", pattern)
+    fields = {"{id}": "(?P<id>.+)", "{band}": "(?P<band>[^/\\\\]+?)", "*": ".*"}
+    return re.compile("".join(fields.get(part, re.escape(part)) for part in parts))
+
+
+def _grouped_sources(reader: Reader, files: list[Path], pattern: str, bands: tuple[str, ...] | None,
+                     run: _Ingest) -> list[tuple[str, Callable[[], Iterator]]]:
+    """One source per object of the files named by ``pattern``: its per-band files read as one image.
+
+    Files that the pattern does not name, and objects that lack a band, are
+    bad input (misfits) of the ingest.
+    """
+    regex = _group_regex(pattern)
+    objects: dict[str, dict[str, Path]] = {}
+    for path in files:
+        match = regex.fullmatch(path.name)
+        if match is None:
+            run.reject(path.name, f"not named as --group {pattern!r} says", _MISFIT)
+            continue
+        per_band = objects.setdefault(match["id"], {})
+        if match["band"] in per_band:
+            raise GalaugError(f"{path.name} and {per_band[match['band']].name}: two files of object "
+                              f"{match['id']!r} in band {match['band']!r}")
+        per_band[match["band"]] = path
+    if not objects:
+        raise ParamError("group", "{group} {text!r} names none of the {n} files (first: {first})",
+                         text=pattern, n=len(files), first=files[0].name if files else "none")
+    wanted = tuple(bands) if bands else tuple(band_order({b for per_band in objects.values() for b in per_band}))
+    return [(name, functools.partial(_object_items, reader, name, per_band, wanted))
+            for name, per_band in objects.items()]
+
+
+def _object_items(reader: Reader, name: str, per_band: dict[str, Path],
+                  bands: tuple[str, ...]) -> Iterator[tuple[str, np.ndarray, Any, FileUnits]]:
+    """The image of one object: one single-band image from each of its per-band files, in ``bands`` order."""
+    missing = [b for b in bands if b not in per_band]
+    if missing:
+        raise ValueError(f"no file in band(s) {', '.join(missing)} (has {', '.join(band_order(per_band))})")
+    planes, units = [], []
+    for band in bands:
+        items = list(_file_items(reader, per_band[band]))
+        if len(items) != 1 or items[0][1].shape[0] != 1:
+            shape = "x".join(map(str, items[0][1].shape)) if len(items) == 1 else f"{len(items)} images"
+            raise ValueError(f"{per_band[band].name}: one single-band image per file expected, got {shape}")
+        planes.append(items[0][1][0])
+        units.append(items[0][3])
+    shapes = {p.shape for p in planes}
+    if len(shapes) != 1:
+        raise ValueError(f"bands of different sizes ({', '.join('x'.join(map(str, s)) for s in sorted(shapes))})")
+    scales = {str(u_.pixel_scale) for u_ in units}
+    if len(scales) != 1:
+        raise ValueError(f"bands of different pixel scales ({', '.join(sorted(scales))})")
+    yield name, np.stack(planes), bands, units[0]
 
 
 def _file_items(reader: Reader, path: Path) -> Iterator[tuple[str, np.ndarray, Any, FileUnits]]:
