@@ -458,7 +458,7 @@ def test_cli_hostile_config_files_are_one_line(galaug_plugins, tmp_path, content
     (tmp_path / "c.toml").write_bytes(content)
     res = galaug_plugins.invoke("config", "source", "fits", "--config", tmp_path / "c.toml")
     if content == b"":
-        assert res.exit_code == 0 and res.output == 'band_axis = "auto"\n'
+        assert res.exit_code == 0 and res.output == 'band_axis = "auto"\nhdu = ""\n'
     else:
         assert_user_error(res)
 

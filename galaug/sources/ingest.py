@@ -583,14 +583,14 @@ def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
             _grouped_sources(reader, files, group, user_bands, run)
         unit = "file" if group is None else "object"
         with progress(total=len(sources), desc="ingest", unit=unit) as bar:
-            for name, read in sources:
+            for label, read in sources:
                 items, n = read(), 0
                 while True:
                     try:  # errors of the reader, not of what is done with its images
                         item = next(items, None)
                     except (ValueError, OSError) as exc:
                         after = f" (after {n} images)" if n else ""
-                        run.reject(name, f"{str(exc) or type(exc).__name__}{after}", _UNREADABLE)
+                        run.reject(label, f"{str(exc) or type(exc).__name__}{after}", _UNREADABLE)
                         break
                     if item is None:
                         break
