@@ -272,6 +272,66 @@ def test_per_band_files_are_grouped_into_one_image_per_object(galaug_plugins, tm
         ingest(src, tmp_path / "none.zarr", group="{band}.fits")
 
 
+def frame_with_galaxies(n: int = 300, seed: int = 0) -> np.ndarray:
+    """A frame of noise with a few bright blobs."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:n, :n]
+    frame = rng.normal(0, 1, (n, n))
+    for x, y in ((50, 60), (150, 140), (220, 250), (290, 150)):
+        frame += 100 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 18)
+    return frame.astype(np.float32)
+
+
+def test_stamps_cut_from_frames_at_catalogue_positions(galaug_plugins, tmp_path):
+    from astropy.nddata import Cutout2D
+    from astropy.wcs import WCS
+
+    g, r = frame_with_galaxies(seed=0), frame_with_galaxies(seed=1)
+    cards = wcs_cards(0.2, 300)
+    write_fits(tmp_path / "frames" / "f_g.fits", g, FILTER="g", BUNIT="nJy", **cards)
+    # the r frame is offset by (7, -4) pixels on the sky grid: its WCS says so, and the stamps follow it
+    r_cards = {**cards, "CRPIX1": cards["CRPIX1"] + 7, "CRPIX2": cards["CRPIX2"] - 4}
+    r_shifted = np.roll(r, (-4, 7), axis=(0, 1))
+    write_fits(tmp_path / "frames" / "f_r.fits", r_shifted, FILTER="r", BUNIT="nJy", **r_cards)
+    wcs = WCS(fits.Header(cards))
+    xy = [(50, 60), (150, 140), (220, 250), (290, 150)]  # the last is 10 pixels from the edge
+    ra, dec = wcs.pixel_to_world_values(np.array([p[0] for p in xy], float), np.array([p[1] for p in xy], float))
+    (tmp_path / "cat.csv").write_text("id,ra,dec\n" + "".join(f"gal{k},{float(a)!r},{float(d)!r}\n"
+                                                              for k, (a, d) in enumerate(zip(ra, dec))))
+    res = galaug_plugins.invoke("ingest", tmp_path / "frames", tmp_path / "out.zarr", "--cutouts",
+                                tmp_path / "cat.csv", "--size", "32")
+    assert res.exit_code == 0, res.output
+    assert "note: skipped 1 objects too close to a frame's edge for a 32x32 stamp" in res.output
+    assert "gal3: within 16 pixels of the edge of f_g.fits" in res.output
+    ds = open_dataset(tmp_path / "out.zarr")
+    assert ds.bands == ("g", "r") and ds.flux_unit == "nJy" and ds.pixel_scale.value == pytest.approx(0.2)
+    stamps = ds.read()["images"]
+    assert stamps.shape == (3, 2, 32, 32)
+    for k, (x, y) in enumerate(xy[:3]):  # catalogue order; each band cut where the object is on that frame
+        np.testing.assert_array_equal(stamps[k, 0], Cutout2D(g, (x, y), 32, mode="strict").data)
+        np.testing.assert_array_equal(stamps[k, 1], Cutout2D(r, (x, y), 32, mode="strict").data)
+    (tmp_path / "xy.csv").write_text("x,y\n150,140\n50,60\n")  # pixels: one frame's grid
+    report = ingest(tmp_path / "frames" / "f_g.fits", tmp_path / "xy.zarr", cutouts=tmp_path / "xy.csv", size=16)
+    np.testing.assert_array_equal(open_dataset(tmp_path / "xy.zarr").read()["images"][:, 0],
+                                  [Cutout2D(g, (150, 140), 16).data, Cutout2D(g, (50, 60), 16).data])
+    assert report.n_written == 2
+
+
+def test_cutouts_bad_input_is_one_line(galaug_plugins, tmp_path):
+    write_fits(tmp_path / "nowcs" / "frame.fits", frame_with_galaxies())
+    (tmp_path / "sky.csv").write_text("ra,dec\n150.1,2.2\n")
+    (tmp_path / "bad.csv").write_text("name,mag\nx,20\n")
+    for args, message in [
+        ([tmp_path / "nowcs", "--cutouts", tmp_path / "sky.csv", "--size", "32"],
+         "frame.fits: has no celestial WCS, so the RA/Dec of sky.csv cannot be placed on it"),
+        ([tmp_path / "nowcs", "--cutouts", tmp_path / "bad.csv", "--size", "32"],
+         "bad.csv: a catalogue needs the columns ra,dec (degrees) or x,y (pixels); it has name, mag"),
+        ([tmp_path / "nowcs", "--cutouts", tmp_path / "sky.csv"], "--cutouts needs --size"),
+    ]:
+        assert_user_error(galaug_plugins.invoke("ingest", args[0], tmp_path / "out.zarr", *args[1:]), message)
+    assert not (tmp_path / "out.zarr").exists()
+
+
 def test_band_order_by_wavelength():
     from galaug.sources.ingest import band_order
 

@@ -38,6 +38,9 @@ __all__ = ["ingest_cmd"]
 @click.option("--group", default=None, metavar='"{id}_{band}.fits"',
               help="One image per object from one file per band, named by this pattern ({id}, {band}; * matches "
                    "anything); bands in --bands order, else by wavelength.")
+@click.option("--cutouts", default=None, metavar="CATALOG.csv",
+              help="Cut a --size stamp per catalogue row (ra,dec in degrees through the WCS, or x,y pixels; id "
+                   "optional) from the FITS frames of SRC (one, or one per band); edge objects are skipped.")
 @click.option("--resample", is_flag=True,
               help="Resample every image, conserving flux, from the pixel scale its file declares to --pixel-scale "
                    "(for files of mixed scales).")
@@ -47,7 +50,7 @@ __all__ = ["ingest_cmd"]
 @overwrite_option
 def ingest_cmd(src: str, out: str, format_: str, bands: str | None, size: int | None, fit: str | None,
                hdu: str | None, on_bad: str, fill_value: float, pixel_scale: str | None, group: str | None,
-               resample: bool,
+               cutouts: str | None, resample: bool,
                flux_unit: str | None, config_file: str | None, sets: tuple[str, ...], overwrite: bool) -> None:
     """Read the images of SRC (a file, a folder or a glob) into the new dataset OUT.
 
@@ -71,7 +74,8 @@ def ingest_cmd(src: str, out: str, format_: str, bands: str | None, size: int | 
         config = dataclasses.replace(config, hdu=hdu)
     with option_names():  # "use on_bad=..." as "use --on-bad=..."
         report = ingest(src, out, format=name, bands=bands, size=size, fit=fit, on_bad=on_bad,
-                        fill_value=fill_value, pixel_scale=pixel_scale, group=group, resample=resample,
+                        fill_value=fill_value, pixel_scale=pixel_scale, group=group, cutouts=cutouts,
+                        resample=resample,
                         flux_unit=flux_unit,
                         config=config,
                         overwrite=overwrite, manager=manager)

@@ -43,8 +43,9 @@ _NAMED = 2
 #: Skipped images listed in the provenance (the count is always there).
 _PROVENANCE_SKIPPED = 1000
 
-# kinds of bad input: NaN/Inf pixels, a file that cannot be read, an image that does not fit
-_NONFINITE, _UNREADABLE, _MISFIT = "nonfinite", "unreadable", "misfit"
+# kinds of bad input: NaN/Inf pixels, a file that cannot be read, an image that does not fit; and a
+# catalogue object too close to a frame's edge for a stamp, which is skipped, never an error
+_NONFINITE, _UNREADABLE, _MISFIT, _EDGE = "nonfinite", "unreadable", "misfit", "edge"
 
 
 @dataclasses.dataclass
@@ -315,6 +316,8 @@ class _Ingest:
     # -- per image -------------------------------------------------------------
     def fatal(self, kind: str) -> bool:
         """Whether bad input of ``kind`` ends the ingest with an error (after reading everything)."""
+        if kind == _EDGE:
+            return False
         return self.on_bad == "reject" or (self.on_bad == "fill" and kind != _NONFINITE)
 
     def reject(self, label: str, reason: str, kind: str) -> None:
@@ -467,8 +470,8 @@ def _reader_config(cls: type[Reader], config: Any) -> Any:
 def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
            bands: str | Sequence[str] | None = None, size: int | None = None, fit: str | None = None,
            on_bad: str = "reject", fill_value: float = 0.0, pixel_scale: u.Quantity | str | None = None,
-           flux_unit: str | None = None, resample: bool = False, group: str | None = None, config: Any = None,
-           overwrite: bool = False,
+           flux_unit: str | None = None, resample: bool = False, group: str | None = None,
+           cutouts: str | Path | None = None, config: Any = None, overwrite: bool = False,
            batch_size: int = 256, manager: Any = None) -> IngestReport:
     """Read image files into a new galaug dataset.
 
@@ -516,6 +519,12 @@ def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
         matches anything). Bands in ``bands`` order, else every band found,
         by wavelength (:func:`band_order`). An object that lacks a band, or
         a file the pattern does not name, is bad input (see ``on_bad``).
+    cutouts : path, optional
+        A CSV catalogue (``ra,dec`` in degrees, or ``x,y`` pixels; ``id``
+        optional): ``src`` holds FITS frames (one, or one per band) and one
+        ``size`` x ``size`` stamp is cut per catalogue row, in its order,
+        through each frame's WCS (:mod:`galaug.sources.cutouts`). Objects
+        too close to an edge are skipped and counted.
     resample : bool
         Resample every image, conserving flux, from the pixel scale its file
         declares to ``pixel_scale`` (the core's ``resample`` degradation;
@@ -551,6 +560,10 @@ def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
         raise GalaugError("--fit resize needs --size")
     if resample and pixel_scale is None:
         raise ParamError("resample", "{resample} needs {pixel_scale}: the scale to resample every image to")
+    if cutouts is not None and size is None:
+        raise ParamError("cutouts", "{cutouts} needs {size}: the size of the stamps")
+    if cutouts is not None and group is not None:
+        raise ParamError("cutouts", "{cutouts} cuts stamps from frames, {group} joins stamps' files; give one")
     if resample and fit == "resize":
         raise ParamError("resample", "{resample} and {fit}=\"resize\" both change the pixel scale; give one")
     if batch_size < 1:
@@ -573,15 +586,26 @@ def ingest(src: str | Path, out: str | Path, *, format: str = "auto",
     reader = cls(_reader_config(cls, config))
     options = {"bands": list(user_bands) if user_bands else None, "size": size, "fit": fit, "on_bad": on_bad,
                "fill_value": fill_value, "pixel_scale": fmt.pixel_scale_attr(user_scale), "flux_unit": user_unit,
-               "resample": resample, "group": group}
+               "resample": resample, "group": group, "cutouts": None if cutouts is None else str(cutouts)}
     entry = make_entry("ingest", plugin=f"source:{name}", plugin_version=manager.registry.entry("source", name).version,
                        config=config_to_dict(reader.config), options=options, source=str(src))
     run = _Ingest(out, bands=user_bands, size=size, fit=fit, on_bad=on_bad, fill_value=fill_value,
                   batch_size=batch_size, overwrite=overwrite, user_scale=user_scale, resample=resample, entry=entry)
     try:
-        sources = [(p.name, functools.partial(_file_items, reader, p)) for p in files] if group is None else \
-            _grouped_sources(reader, files, group, user_bands, run)
-        unit = "file" if group is None else "object"
+        if cutouts is not None:
+            from galaug.sources import cutouts as frames_module
+
+            if not hasattr(reader, "read_frame"):
+                raise GalaugError(f"cutouts are cut from FITS frames; the {name!r} reader has none")
+            catalogue = frames_module.read_catalogue(cutouts)
+            frames = frames_module.load_frames(reader, files, catalogue)
+            sources = frames_module.cutout_sources(frames, catalogue, size,
+                                                   lambda label, why: run.reject(label, why, _EDGE))
+        elif group is not None:
+            sources = _grouped_sources(reader, files, group, user_bands, run)
+        else:
+            sources = [(p.name, functools.partial(_file_items, reader, p)) for p in files]
+        unit = "file" if group is None and cutouts is None else "object"
         with progress(total=len(sources), desc="ingest", unit=unit) as bar:
             for label, read in sources:
                 items, n = read(), 0
@@ -733,6 +757,9 @@ def _finish(run: _Ingest, name: str, files: list[Path], user_scale: u.Quantity |
             notes.append(f"flux unit unknown: {exc} (set it with --flux-unit)")
     elif unit is None and run.unit.problem:
         notes.append(f"flux unit unknown: {run.unit.problem} (set it with --flux-unit)")
+    edge = sum(kind == _EDGE for _, _, kind in run.bad)
+    if edge:
+        notes.append(f"skipped {edge} objects too close to a frame's edge for a {run.size}x{run.size} stamp")
     if run.resampled_from:
         notes.append("resampled to " + f"{scale.value:g} {scale.unit}: " + ", ".join(
             f"{n} from {source}" for source, n in run.resampled_from.items()))

@@ -259,7 +259,12 @@ class FitsReader(Reader):
             yield label, image, bands
 
     def read_with_units(self, path: Path) -> Iterator[tuple[str, np.ndarray, tuple[str, ...] | None, FileUnits]]:
-        """Like :meth:`read`, with the units the file declares.
+        """Like :meth:`read`, with the units the file declares (see :meth:`read_frame`)."""
+        image, bands, units, _ = self.read_frame(path)
+        yield Path(path).name, image, bands, units
+
+    def read_frame(self, path: Path) -> tuple[np.ndarray, tuple[str, ...] | None, FileUnits, Any]:
+        """The image (C, H, W) of one file, its band names, units, and its HDU's header (for a WCS).
 
         One file is one object: the image of the only science HDU with data
         (2-d, or a 3-d cube), or, when several hold data, one band per HDU.
@@ -302,12 +307,13 @@ class FitsReader(Reader):
                         scales = [s for s in map(_fits_pixel_scale, headers) if s is not None]
                         units = FileUnits(scales[0] if scales else None,
                                           _fits_text(headers[0], "BUNIT") or _fits_text(headers[1], "BUNIT"))
+                        header = hdus[0].header.copy()
                     break
         except (OSError, EOFError, IndexError, KeyError, TypeError) as exc:
             # astropy reports a broken file through any of these
             raise ValueError(f"not a readable FITS file ({describe(exc)}"
                              f"{_astropy_note(caught, AstropyUserWarning)})") from None
-        yield path.name, image, bands, units
+        return image, bands, units, header
 
     def _select(self, hdul: Any) -> list[Any]:
         """The image HDUs to read (:attr:`FitsConfig.hdu`): the one asked for, else the science images."""
