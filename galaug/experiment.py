@@ -12,6 +12,7 @@
     metric = "mse"                             # the summary metric of the table and figure
     allow_outliers = false                     # true: use generated images that fail the quality gate
     assume_same_scale = false                  # true: mix sets when only one has a pixel scale
+    allow_domain_shift = false                 # true: a val set in other units than real is evaluated anyway
     [task_config]                              # the task's --set values
     epochs = 5
 
@@ -87,6 +88,8 @@ class ExperimentConfig:
     allow_outliers: bool = False
     #: mix a generated set with a pixel scale and a real set without one, or the reverse
     assume_same_scale: bool = False
+    #: evaluate on a validation set in other flux units, or on another flux scale, than the real set
+    allow_domain_shift: bool = False
 
 
 def load_experiment(path: str | Path) -> tuple[ExperimentConfig, tuple[Arm, ...], dict[str, Any]]:
@@ -155,6 +158,11 @@ def run_experiment(config: ExperimentConfig, arms: tuple[Arm, ...], task_config:
     resolve_config(cls.Config, overrides=task_config)  # a bad task config fails before any work
     pipeline = as_pipeline(config.degrade)  # parsed once, for every arm's training and evaluation
     real, val = open_dataset(config.real), open_dataset(config.val)
+    with _spelled_for_the_file():  # a validation set in other units than the training data: before any work
+        from galaug.domain import data_domain, require_same_domain
+
+        require_same_domain(data_domain(real), val, allow_domain_shift=config.allow_domain_shift,
+                            what=f"the real set {Path(config.real).name}")
     if config.gen:  # a generated set that failed the quality gate, or does not fit, stops it before any work
         from galaug.mix import _check_compatible
 
@@ -187,8 +195,10 @@ def run_experiment(config: ExperimentConfig, arms: tuple[Arm, ...], task_config:
             plan = plan_training("task", config.task, mix.path, manager=manager, overrides=task_config, seed=seed,
                                  degrade=pipeline, extra={"arm": arm.name})
             run = plan.run(plan.start(path=run_path), device=config.device)
+            # val was checked against the real set before any work; an arm whose mix is on another scale
+            # (a faint generator) is measured, its shift recorded in its metrics, rather than stopping the rest
             metrics, _ = evaluate_run(run, val.path, degrade=pipeline, device=config.device, seed=0,
-                                      manager=manager)
+                                      allow_domain_shift=True, manager=manager)
             counts = mix.origin_counts()
             atomic_write_text(result, json.dumps({"arm": dataclasses.asdict(arm), "seed": seed,
                                                   "n_real": counts["real"], "n_generated": counts["generated"],
@@ -235,7 +245,7 @@ def _spelled_for_the_file() -> Iterator[None]:
     try:
         yield
     except ParamError as exc:
-        if exc.param not in ("allow_outliers", "assume_same_scale"):
+        if exc.param not in ("allow_outliers", "assume_same_scale", "allow_domain_shift"):
             raise
         raise GalaugError(exc.spelled(lambda name: f"{name} = true in the experiment file")) from None
 

@@ -398,8 +398,11 @@ def plan_training(kind: str, name: str, data: str | Path, *, manager=None, resum
     if kind == "task":
         from galaug.degrade import as_pipeline
 
+        from galaug.domain import data_domain
+
         pipeline = as_pipeline(degrade)  # parsed once: the run stores its canonical spec
         options["degrade"] = pipeline.spec if pipeline is not None else None
+        options["data_domain"] = data_domain(ds)  # what evaluation data are checked against
     options.update(seed=seed)
     if kind == "generator":
         options["steps"] = steps
@@ -410,13 +413,17 @@ def plan_training(kind: str, name: str, data: str | Path, *, manager=None, resum
 
 def evaluate_run(run: Run, data: str | Path, *, degrade: str | Pipeline | None = None,
                  out: str | Path | None = None, device: str = "cpu", seed: int = 0, overwrite: bool = False,
-                 manager=None) -> tuple[dict[str, Any], Path]:
+                 allow_domain_shift: bool = False, manager=None) -> tuple[dict[str, Any], Path]:
     """Evaluate the task run ``run`` on ``data``; write the metrics file and return ``(metrics, path)``.
 
     ``degrade`` (a spec or a Pipeline) defaults to the run's own degradation.
     The file (``out``, by default ``RUN/metrics-<data name>.json``) holds the
-    task, run, data and its id, the seed, the canonical degradation and
-    the task's metrics; it is written atomically.
+    task, run, data and its id, the seed, the canonical degradation, the
+    domain check and the task's metrics; it is written atomically.
+
+    Data in another flux unit than the run's training data, or on a flux
+    scale more than 10x apart (:mod:`galaug.domain`), are refused with a
+    :class:`galaug.domain.DomainError` unless ``allow_domain_shift``.
     """
     from galaug.data import open_dataset
     from galaug.data.writer import check_output
@@ -430,9 +437,13 @@ def evaluate_run(run: Run, data: str | Path, *, degrade: str | Pipeline | None =
     pipeline = as_pipeline(degrade) if degrade else run.pipeline
     path = Path(out) if out else run.path / f"metrics-{ds.path.name.removesuffix('.zarr')}.json"
     check_output(path, overwrite=overwrite, what="file")
+    from galaug.domain import require_same_domain
+
+    domain = require_same_domain(run.options.get("data_domain"), ds, allow_domain_shift=allow_domain_shift,
+                                 what=f"run {run.path.name}")
     metrics = cls(run.config(cls)).evaluate(run.path, ds.path, degrade=pipeline, device=device, seed=seed)
     report = {"task": run.name, "run": str(run.path), "data": str(ds.path), "data_id": ds.id, "seed": seed,
-              "degrade": pipeline.spec if pipeline is not None else None, "metrics": metrics}
+              "degrade": pipeline.spec if pipeline is not None else None, "domain": domain, "metrics": metrics}
     atomic_write_text(path, json.dumps(report, indent=2) + "\n")
     return metrics, path
 

@@ -6,8 +6,8 @@ import json
 
 import click
 
-from galaug.cli.options import (config_options, deprecated_alias, device_option, nproc_option, overwrite_option,
-                                run_options, seed_option, train_plan)
+from galaug.cli.options import (config_options, deprecated_alias, device_option, nproc_option, option_names,
+                                overwrite_option, run_options, seed_option, train_plan)
 
 __all__ = ["task_group"]
 
@@ -45,21 +45,28 @@ def task_train_cmd(name: str, data: str, degrade: str | None, run_dir: str, resu
 @click.option("--degrade", "degrade", default=None, metavar="SPEC",
               help="Evaluation degradation [default: the one the run was trained with].")
 @deprecated_alias("-o/--output", "the positional OUT (galaug task eval NAME RUN DATA OUT)", dest="output")
+@click.option("--allow-domain-shift", is_flag=True,
+              help="Evaluate data in another flux unit, or on a flux scale more than 10x apart, than the run's "
+                   "training data (recorded in the metrics file).")
 @device_option
 @seed_option(help="Seed of the evaluation degradation's draws (recorded in the metrics file).")
 @overwrite_option
-def task_eval_cmd(name: str, run: str, data: str, degrade: str | None, output: str | None, device: str, seed: int,
-                  overwrite: bool) -> None:
+def task_eval_cmd(name: str, run: str, data: str, degrade: str | None, output: str | None, allow_domain_shift: bool,
+                  device: str, seed: int, overwrite: bool) -> None:
     """Evaluate the run RUN of task NAME on dataset DATA; write the metrics and print a summary.
 
-    The metrics go to OUT, by default RUN/metrics-DATA.json.
+    The metrics go to OUT, by default RUN/metrics-DATA.json. DATA in another
+    flux unit than the run's training data, or with a per-band flux scale
+    (median peak) more than 10x apart, is refused unless --allow-domain-shift.
     """
     from galaug.devices import device_name
     from galaug.runs import Run, evaluate_run
 
     manager = click.get_current_context().find_root().obj
     trained = Run.open(run, kind="task", name=name)
-    metrics, out = evaluate_run(trained, data, degrade=degrade, out=output, device=device_name(device), seed=seed,
-                                overwrite=overwrite, manager=manager)
+    with option_names():  # "allow_domain_shift uses it anyway" as "--allow-domain-shift ..."
+        metrics, out = evaluate_run(trained, data, degrade=degrade, out=output, device=device_name(device),
+                                    seed=seed, overwrite=overwrite, allow_domain_shift=allow_domain_shift,
+                                    manager=manager)
     click.echo(json.dumps(metrics.get("summary", metrics), indent=2))
     click.echo(f"wrote {out}")
