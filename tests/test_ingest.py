@@ -569,6 +569,40 @@ def test_hdf5_channels_last_read_in_slices_with_attributes(tmp_path, monkeypatch
     assert report.reader == "hdf5" and report.n_files == 1 and report.n_written == 11
 
 
+def test_survey_hdf5_layouts_mmu_and_galaxiesml(galaug_plugins, tmp_path):
+    images = galaxy_images(6, bands=3, size=16)
+    with h5py.File(tmp_path / "mmu.hdf5", "w") as f:  # the Multimodal Universe's layout
+        f["image_array"] = images
+        f["image_band"] = np.array([[b"g", b"r", b"z"]] * 6)
+        f["image_scale"] = np.full((6, 3), 0.262, np.float32)
+        f["image_ivar"] = np.ones_like(images)
+        f["image_psf_fwhm"] = np.full((6, 3), 1.3, np.float32)
+        f["object_id"] = np.arange(1000, 1006)
+    res = galaug_plugins.invoke("ingest", tmp_path / "mmu.hdf5", tmp_path / "mmu.zarr", "--layout", "mmu")
+    assert res.exit_code == 0, res.output
+    ds = open_dataset(tmp_path / "mmu.zarr")
+    assert ds.bands == ("g", "r", "z") and ds.pixel_scale.value == pytest.approx(0.262)
+    np.testing.assert_array_equal(ds.read()["images"], images)
+    five = galaxy_images(4, bands=5, size=16)
+    with h5py.File(tmp_path / "gml.h5", "w") as f:  # GalaxiesML's layout
+        f["image"] = five
+        f["specz_redshift"] = np.linspace(0.1, 0.4, 4)
+        f["object_id"] = np.arange(4)
+    report = ingest(tmp_path / "gml.h5", tmp_path / "gml.zarr", config={"layout": "galaxiesml"},
+                    pixel_scale="0.168 arcsec")
+    assert report.bands == ("g", "r", "i", "z", "y") and report.pixel_scale.value == pytest.approx(0.168)
+    np.testing.assert_array_equal(open_dataset(tmp_path / "gml.zarr").read()["images"], five)
+    with h5py.File(tmp_path / "mixed.hdf5", "w") as f:
+        f["image_array"] = images
+        f["image_band"] = np.array([[b"g", b"r", b"z"]] * 6)
+        f["image_scale"] = np.repeat([[0.262], [0.2]], 3, axis=0).repeat(3, axis=1)
+    assert_user_error(galaug_plugins.invoke("ingest", tmp_path / "mixed.hdf5", tmp_path / "x.zarr", "--layout", "mmu"),
+                      "image_scale ranges from 0.2 to 0.262 arcsec")
+    assert_user_error(galaug_plugins.invoke("ingest", tmp_path / "gml.h5", tmp_path / "x.zarr", "--layout", "mmu"),
+                      "no image_array or image_flux member, so not a mmu file")
+    assert not (tmp_path / "x.zarr").exists()
+
+
 def test_hdf5_single_band_stack(tmp_path):
     images = galaxy_images(4, bands=1, size=16)[:, 0].astype(np.float64)
     with h5py.File(tmp_path / "a.hdf5", "w") as f:

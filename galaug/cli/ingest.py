@@ -24,6 +24,9 @@ __all__ = ["ingest_cmd"]
               help="How images of another size than --size are brought to it: crop: the centre SIZE x SIZE pixels; "
                    "resize: flux-conserving resampling (scales the pixel scale) [default: they are not; "
                    "such an image is bad].")
+@click.option("--layout", type=click.Choice(["mmu", "galaxiesml"]), default=None,
+              help="An HDF5 survey layout: mmu (Multimodal Universe) or galaxiesml; bands, pixel scale and object "
+                   "ids come from its members.")
 @click.option("--hdu", default=None, metavar="NAME|NAME,VER|INDEX",
               help="The FITS HDU to read, e.g. SCI, SCI,2 or 1 [default: the science images; error, quality "
                    "and weight extensions (ERR, DQ, WHT, ...) are never bands].")
@@ -49,7 +52,7 @@ __all__ = ["ingest_cmd"]
 @config_options
 @overwrite_option
 def ingest_cmd(src: str, out: str, format_: str, bands: str | None, size: int | None, fit: str | None,
-               hdu: str | None, on_bad: str, fill_value: float, pixel_scale: str | None, group: str | None,
+               layout: str | None, hdu: str | None, on_bad: str, fill_value: float, pixel_scale: str | None, group: str | None,
                cutouts: str | None, resample: bool,
                flux_unit: str | None, config_file: str | None, sets: tuple[str, ...], overwrite: bool) -> None:
     """Read the images of SRC (a file, a folder or a glob) into the new dataset OUT.
@@ -72,6 +75,10 @@ def ingest_cmd(src: str, out: str, format_: str, bands: str | None, size: int | 
         if not hasattr(config, "hdu"):
             raise GalaugError(f"--hdu is an option of the fits reader, not of {name!r}")
         config = dataclasses.replace(config, hdu=hdu)
+    if layout is not None:
+        if not hasattr(config, "layout"):
+            raise GalaugError(f"--layout is an option of the hdf5 reader, not of {name!r}")
+        config = dataclasses.replace(config, layout=layout)
     with option_names():  # "use on_bad=..." as "use --on-bad=..."
         report = ingest(src, out, format=name, bands=bands, size=size, fit=fit, on_bad=on_bad,
                         fill_value=fill_value, pixel_scale=pixel_scale, group=group, cutouts=cutouts,

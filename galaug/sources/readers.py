@@ -36,6 +36,7 @@ __all__ = [
     "NpyReader",
     "MAX_BANDS",
     "AUXILIARY_EXTNAMES",
+    "LAYOUTS",
 ]
 
 #: A cube axis this long or shorter may be the band axis (``band_axis="auto"``).
@@ -419,6 +420,18 @@ class HDF5Config:
     #: Band axis of a 4-d array: ``first`` for (N, C, H, W), ``last`` for
     #: (N, H, W, C); ``auto`` takes the one of 16 or fewer.
     band_axis: BandAxis = "auto"
+    #: A survey file layout that sets the rest: ``mmu`` (the Multimodal Universe's
+    #: ``image_array`` or ``image_flux``, ``image_band``, ``image_scale``, ``object_id``) or ``galaxiesml``
+    #: (GalaxiesML: ``image`` of (N, 5, H, W) in HSC's g, r, i, z, y, ``object_id``); empty: none.
+    layout: str = ""
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(repr(k) for k in LAYOUTS)}, got {self.layout!r}")
+
+
+#: The survey layouts of :class:`HDF5Config`.
+LAYOUTS = ("", "mmu", "galaxiesml")
 
 
 def _h5_attr(objs: tuple[Any, ...], *names: str) -> Any:
@@ -463,6 +476,9 @@ class HDF5Reader(Reader):
         except OSError as exc:
             raise ValueError(f"not a readable HDF5 file ({exc})") from None
         with f:
+            if self.config.layout:
+                yield from self._layout(f, path)
+                return
             ds = f.get(self.config.dataset)
             if not isinstance(ds, h5py.Dataset):
                 found: list[str] = []
@@ -480,6 +496,49 @@ class HDF5Reader(Reader):
             flux = _text(_h5_attr((ds, f), "flux_unit", "BUNIT"))
             yield from _iter_stack(path.name, ds.shape, ds.dtype, lambda a, b: ds[a:b],
                                    self.config.band_axis, bands, FileUnits(quantity, flux))
+
+
+    def _layout(self, f: Any, path: Path) -> Iterator[tuple[str, np.ndarray, tuple[str, ...] | None, FileUnits]]:
+        """The images of a survey layout: bands, pixel scale and object ids from its own members."""
+        import h5py
+
+        def member(*names: str) -> Any:
+            for name in names:
+                if isinstance(f.get(name), h5py.Dataset):
+                    return f[name]
+            raise ValueError(f"no {' or '.join(names)} member, so not a {self.config.layout} file")
+
+        if self.config.layout == "mmu":
+            images = member("image_array", "image_flux")
+            names = np.asarray(member("image_band")[()])
+            if names.ndim != 2 or len(names) != images.shape[0] or names.shape[1] != images.shape[1]:
+                raise ValueError(f"image_band of shape {names.shape} does not match images of {images.shape}")
+            if not (names == names[:1]).all():
+                raise ValueError("objects with different bands (image_band differs between rows)")
+            bands = _clean_names(list(names[0]))
+            scales = np.asarray(member("image_scale")[()], dtype=np.float64)
+            finite = scales[np.isfinite(scales)]
+            if finite.size and not np.allclose(finite, finite.flat[0], rtol=1e-6):
+                raise ValueError(f"image_scale ranges from {finite.min():g} to {finite.max():g} arcsec: "
+                                 "one dataset has one pixel scale")
+            scale = float(finite.flat[0]) * u.arcsec if finite.size and finite.flat[0] > 0 else None
+        else:
+            images = member("image")
+            if images.ndim != 4 or images.shape[1] != 5:
+                raise ValueError(f"image of shape {images.shape}; GalaxiesML's is (N, 5, H, W)")
+            bands, scale = ("g", "r", "i", "z", "y"), None
+            pixel_scale = _text(_h5_attr((images, f), "pixel_scale"))
+            if pixel_scale:
+                scale = u.Quantity(pixel_scale)
+        ids = f.get("object_id")
+        ids = np.asarray(ids[()]) if isinstance(ids, h5py.Dataset) and len(ids) == images.shape[0] else None
+        units = FileUnits(scale, _text(_h5_attr((images, f), "flux_unit", "BUNIT")))
+        for label, image, b, unit in _iter_stack(path.name, images.shape, images.dtype, lambda a, z: images[a:z],
+                                                 "first", bands, units):
+            if ids is not None:
+                row = int(label.rpartition("[")[2][:-1])
+                label = f"{label} {_text(ids[row]) or ids[row]}"
+            yield label, image, b, unit
 
 
 @dataclasses.dataclass
