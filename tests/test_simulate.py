@@ -66,6 +66,20 @@ def test_bulgedisk_bulges_are_red_and_disks_blue():
     assert np.corrcoef(bt, g_minus_i)[0, 1] > 0.8  # more bulge, redder galaxy
 
 
+def test_bulgedisk_zero_point_flux_scale_and_colours_are_config_keys():
+    quiet = dict(sky_sigma=(0.0,), neighbours=0, colour_jitter=0.0, image_size=16)
+    nJy, _ = BulgeDisk(BulgeDiskConfig(**quiet)).draw(range(3), seed=0)
+    nmgy, _ = BulgeDisk(BulgeDiskConfig(**quiet, zero_point=22.5, flux_unit="nmgy", flux_scale=2.0)).draw(range(3),
+                                                                                                         seed=0)
+    np.testing.assert_allclose(nmgy, nJy * 2 * 10 ** ((22.5 - 31.4) / 2.5), rtol=1e-4, atol=1e-9)
+    assert BulgeDisk(BulgeDiskConfig(flux_unit="nmgy")).layout().flux_unit == "nmgy"
+    grey = dict(bulge_colour=(1, 1, 1, 1), disk_colour=(1, 1, 1, 1), knot_colour=(1, 1, 1, 1))
+    flat, _ = BulgeDisk(BulgeDiskConfig(**quiet, **grey, psf_fwhm=(0.8,))).draw(range(2), seed=0)
+    np.testing.assert_allclose(flat[:, 0].sum((1, 2)), flat[:, 3].sum((1, 2)), rtol=1e-3)  # same flux in g and z
+    with pytest.raises(ValueError, match="bulge_colour needs 4 fluxes"):
+        BulgeDiskConfig(bulge_colour=(1.0, 2.0))
+
+
 def test_bulgedisk_has_noise_and_neighbours_when_asked():
     images, params = BulgeDisk(BulgeDiskConfig(neighbours=2.0)).draw(range(10), seed=1)
     corner = images[:, :, :8, :8]

@@ -11,7 +11,10 @@ and the default "real" data of the demo. Each galaxy (drawn with GalSim) is
 
 each component with its own colour in g, r, i, z (a per-galaxy random
 colour jitter), convolved with a per-band Moffat PSF, pixel-integrated,
-plus Gaussian sky noise per band. Fluxes are in nJy (AB zero point 31.4).
+plus Gaussian sky noise per band. Fluxes are in nJy by default (AB zero
+point 31.4); ``zero_point``, ``flux_unit``, ``flux_scale`` and the
+component colours are config keys, so simulated fluxes can be put on a
+survey's scale (nanomaggies: ``zero_point = 22.5``, ``flux_unit = "nmgy"``).
 """
 
 from __future__ import annotations
@@ -67,10 +70,20 @@ class BulgeDiskConfig:
     #: Moffat PSF FWHM per band (g, r, i, z), arcsec
     psf_fwhm: tuple[float, ...] = (0.9, 0.8, 0.75, 0.75)
     psf_beta: float = 3.5
-    #: sky noise sigma per band (g, r, i, z), nJy per pixel; all 0 for noiseless
+    #: sky noise sigma per band (g, r, i, z), in flux units (nJy by default) per pixel; all 0 for noiseless
     sky_sigma: tuple[float, ...] = (25.0, 30.0, 45.0, 70.0)
     #: random colour jitter of each component (fractional, per band)
     colour_jitter: float = 0.1
+    #: flux per band relative to r (g, r, i, z) of the bulge, the disk and the knots
+    bulge_colour: tuple[float, ...] = tuple(COLOURS["bulge"].values())
+    disk_colour: tuple[float, ...] = tuple(COLOURS["disk"].values())
+    knot_colour: tuple[float, ...] = tuple(COLOURS["knots"].values())
+    #: AB magnitude of one flux unit: 31.4 for nJy, 22.5 for nanomaggies
+    zero_point: float = ZERO_POINT_NJY
+    #: the unit the zero point gives (recorded in the dataset)
+    flux_unit: str = "nJy"
+    #: every pixel (galaxy and sky noise) multiplied by this at the end, e.g. a survey's gain
+    flux_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if not 16 <= self.image_size <= 1024:
@@ -91,6 +104,14 @@ class BulgeDiskConfig:
             raise ValueError("n_knots_range must satisfy 0 <= min <= max")
         if self.neighbours < 0 or self.max_offset < 0 or self.colour_jitter < 0:
             raise ValueError("neighbours, max_offset and colour_jitter must be >= 0")
+        for name in ("bulge_colour", "disk_colour", "knot_colour"):
+            value = tuple(getattr(self, name))
+            if len(value) != 4 or any(not (v >= 0 and math.isfinite(v)) for v in value):
+                raise ValueError(f"{name} needs 4 fluxes relative to r (g, r, i, z), each >= 0, got {list(value)}")
+        if not (math.isfinite(self.zero_point) and math.isfinite(self.flux_scale) and self.flux_scale > 0):
+            raise ValueError("zero_point must be finite and flux_scale positive")
+        if not self.flux_unit.strip():
+            raise ValueError("flux_unit must name a unit")
 
     def per_band(self, name: str) -> list[float]:
         """``psf_fwhm`` or ``sky_sigma`` for each of ``bands``."""
@@ -111,7 +132,7 @@ class BulgeDisk(Simulator):
     def layout(self) -> Layout:
         c = self.config
         return Layout(bands=tuple(c.bands), image_size=c.image_size, pixel_scale=c.pixel_scale * u.arcsec,
-                      flux_unit="nJy", param_names=PARAM_NAMES, param_units=PARAM_UNITS)
+                      flux_unit=c.flux_unit, param_names=PARAM_NAMES, param_units=PARAM_UNITS)
 
     def draw(self, rows: Sequence[int], *, seed: int) -> tuple[np.ndarray, np.ndarray]:
         images, params = [], []
@@ -127,7 +148,9 @@ class BulgeDisk(Simulator):
         c = self.config
         gsp = galsim.GSParams(maximum_fft_size=16384)
         mag = rng.uniform(*c.mag_range)
-        flux = 10 ** ((ZERO_POINT_NJY - mag) / 2.5)
+        flux = 10 ** ((c.zero_point - mag) / 2.5)
+        colours = {"bulge": dict(zip("griz", c.bulge_colour)), "disk": dict(zip("griz", c.disk_colour)),
+                   "knots": dict(zip("griz", c.knot_colour))}
         bt = rng.beta(*c.bulge_fraction_beta)
         bulge_hlr, bulge_n = rng.uniform(*c.bulge_r_half_range), rng.uniform(2.5, 4.5)
         disk_h = rng.uniform(*c.disk_r_scale_range)
@@ -161,10 +184,10 @@ class BulgeDisk(Simulator):
 
         planes = []
         for b, (band, fwhm, sigma) in enumerate(zip(c.bands, c.per_band("psf_fwhm"), c.per_band("sky_sigma"))):
-            parts = [bulge.withFlux(flux * bt * COLOURS["bulge"][band] * jitter["bulge"][b]),
-                     disk.withFlux(flux * (1 - bt) * (1 - knot_frac) * COLOURS["disk"][band] * jitter["disk"][b])]
+            parts = [bulge.withFlux(flux * bt * colours["bulge"][band] * jitter["bulge"][b]),
+                     disk.withFlux(flux * (1 - bt) * (1 - knot_frac) * colours["disk"][band] * jitter["disk"][b])]
             if knots is not None:
-                parts.append(knots.withFlux(flux * (1 - bt) * knot_frac * COLOURS["knots"][band] * jitter["knots"][b]))
+                parts.append(knots.withFlux(flux * (1 - bt) * knot_frac * colours["knots"][band] * jitter["knots"][b]))
             gal = galsim.Add(parts).shift(dx, dy)
             scene = galsim.Add([gal] + [nb.withScaledFlux(col[b]) for nb, col in neighbours]) if neighbours else gal
             psf = galsim.Moffat(beta=c.psf_beta, fwhm=fwhm, gsparams=gsp)
@@ -172,6 +195,8 @@ class BulgeDisk(Simulator):
                 nx=c.image_size, ny=c.image_size, scale=c.pixel_scale, method="auto").array
             if sigma > 0:
                 image = image + rng.normal(0.0, sigma, size=image.shape)
+            if c.flux_scale != 1.0:
+                image = image * c.flux_scale
             planes.append(image.astype(np.float32))
         params = [mag, bt, bulge_hlr, bulge_n, disk_h, incl, beta, knot_frac, dx, dy, len(neighbours)]
         return np.stack(planes), params
