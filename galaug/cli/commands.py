@@ -266,12 +266,12 @@ def show_cmd(dataset: str, output: str, count: int, bands: str | None, origin: s
     from galaug.files import atomic_path
     from galaug.viz import figure_format, pick_rgb_bands, save_grid
 
+    ds = open_dataset(dataset)
+    out = check_output(output, overwrite=overwrite, what="file")
     try:
         figure_format(output)
     except ValueError as exc:
         raise GalaugError(str(exc)) from None
-    ds = open_dataset(dataset)
-    out = check_output(output, overwrite=overwrite, what="file")
     try:
         channels = pick_rgb_bands(ds.bands, bands.split(",") if bands else None)
     except ValueError as exc:
