@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from galaug.data._format import same_unit
 from galaug.errors import ParamError
 
 __all__ = ["FACTOR", "DomainError", "data_domain", "compare_domains", "require_same_domain"]
@@ -59,7 +60,7 @@ def compare_domains(trained: dict[str, Any], other: dict[str, Any]) -> list[str]
     """Why ``other`` is not in the domain of ``trained`` (empty when it is, or when nothing can be compared)."""
     problems = []
     unit_a, unit_b = trained.get("flux_unit"), other.get("flux_unit")
-    if unit_a and unit_b and not _same_unit(unit_a, unit_b):
+    if unit_a and unit_b and not same_unit(unit_a, unit_b):
         problems.append(f"flux unit {unit_b}, the training data's {unit_a}")
     bands_b, peaks_b = other.get("bands") or [], other.get("peak") or []
     for band, a in zip(trained.get("bands") or [], trained.get("peak") or []):
@@ -97,11 +98,3 @@ def require_same_domain(trained: dict[str, Any] | None, data, *, allow_domain_sh
     return {"verdict": "shifted" if problems else "same", "problems": problems, "domain": domain,
             "overridden": bool(problems)}
 
-
-def _same_unit(a: str, b: str) -> bool:
-    import astropy.units as u
-
-    try:
-        return a == b or u.Unit(a, parse_strict="raise") == u.Unit(b, parse_strict="raise")
-    except (TypeError, ValueError):
-        return a == b

@@ -61,6 +61,14 @@ def flux_unit_attr(value: Any) -> str | None:
         raise ValueError(f"flux unit {value!r} is not a unit astropy understands") from None
 
 
+def same_unit(a: str, b: str) -> bool:
+    """Whether two flux-unit strings name the same unit (``nJy`` and ``nanojansky``); unparsable ones must match."""
+    try:
+        return a == b or u.Unit(a, parse_strict="raise") == u.Unit(b, parse_strict="raise")
+    except (TypeError, ValueError):
+        return False
+
+
 def chunk_rows(sample_bytes: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
     """Rows per chunk so that a chunk of images holds about ``chunk_bytes``."""
     return max(1, chunk_bytes // max(1, sample_bytes))

@@ -278,14 +278,6 @@ def _same_scale(a: u.Quantity, b: u.Quantity) -> bool:
     return a.unit.physical_type == b.unit.physical_type and math.isclose(a.value, b.to_value(a.unit), rel_tol=1e-6)
 
 
-def _same_unit(a: str, b: str) -> bool:
-    """Whether two unit strings (``BUNIT``) name the same unit (``nJy`` and ``nanojansky``)."""
-    try:
-        return a == b or u.Unit(a, parse_strict="raise") == u.Unit(b, parse_strict="raise")
-    except (TypeError, ValueError):
-        return False
-
-
 class _Ingest:
     """The state of one ingest: reference shape and bands, the batch, the bad images."""
 
@@ -303,7 +295,7 @@ class _Ingest:
         self.file_bands: tuple[str, ...] | None = None
         self.file_bands_from = ""
         self.scale = _Agreement(_same_scale)
-        self.unit = _Agreement(_same_unit)
+        self.unit = _Agreement(fmt.same_unit)
         self.writer: DatasetWriter | None = None
         self.batch: np.ndarray | None = None
         self.batch_index: list[int] = []
