@@ -176,6 +176,14 @@ class GeneratorModel:
     z_dim: int
     w_dim: int
     step: int
+    #: whether :func:`galaug.generate` stores z and w with the images (False where they are as large as the
+    #: images themselves, like a diffusion model's starting noise)
+    stores_latents: bool = True
+    #: the params columns a conditional generator samples at (empty: unconditional). A conditional model also
+    #: offers ``condition_units``, ``condition_range`` ({name: (low, high)}) and
+    #: ``check_condition(condition, *, extrapolate)``, and its :meth:`sample` takes ``condition=`` (a mapping
+    #: of column to one value or one per row) and returns the values used as ``"condition"`` (B, k)
+    condition_names: tuple[str, ...] = ()
 
     def sample(self, n: int | None = None, *, seed: int = 0, rows: Sequence[int] | None = None,
                truncation: float | None = None, edit: Mapping[str, float] | None = None,

@@ -16,7 +16,7 @@ from galaug.sources.simulate import simulate
 from galaug_alae.checkpoint import list_checkpoints
 from galaug_alae.generator import Alae, AlaeConfig
 from galaug_alae.model import Discriminator, Encoder, Mapping, NetConfig, Synthesis
-from galaug_alae.transform import IntensityTransform
+from galaug.stretch import IntensityTransform
 
 from test_cli import assert_user_error
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from galaug.data.dataset import Dataset, open_dataset
 
-__all__ = ["BlockDataset", "BlockSampler", "make_loader"]
+__all__ = ["BlockDataset", "BlockSampler", "StepRanges", "make_loader", "random_dihedral"]
 
 
 class BlockDataset(torch.utils.data.Dataset):
@@ -141,6 +141,40 @@ class BlockSampler(Sampler):
         return len(self._ranges())
 
 
+class StepRanges(Sampler):
+    """The row range of each training step from ``start`` to ``steps``: this rank's part of the global batch.
+
+    Step s is batch ``s % per_epoch`` of epoch ``s // per_epoch`` of
+    :class:`BlockSampler` (a new order every epoch); with several ranks,
+    each reads its part of the batch (:func:`galaug.runs.rank_rows`). One
+    sampler for the whole run lets one ``DataLoader`` (with workers that
+    open the store themselves, pinned memory) feed it.
+    """
+
+    def __init__(self, sampler: BlockSampler, start: int, steps: int) -> None:
+        self.sampler, self.start, self.steps = sampler, start, steps
+        self.per_epoch = len(sampler)
+        self._cache: tuple[int, list] | None = None
+
+    def _epoch(self, epoch: int) -> list:
+        if self._cache is None or self._cache[0] != epoch:
+            self.sampler.set_epoch(epoch)
+            self._cache = (epoch, list(self.sampler))
+        return self._cache[1]
+
+    def at(self, step: int) -> tuple[int, int]:
+        from galaug.runs import rank_rows
+
+        epoch, pos = divmod(step, self.per_epoch)
+        return rank_rows(*self._epoch(epoch)[pos])
+
+    def __iter__(self):
+        return (self.at(step) for step in range(self.start, self.steps))
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start)
+
+
 def make_loader(path: str | Path, *, batch_size: int, fields: Sequence[str] = ("images",),
                 shuffle: bool = True, seed: int = 0, drop_last: bool = False, num_workers: int = 0,
                 pin_memory: bool = False, rank: int = 0, world_size: int = 1) -> DataLoader:
@@ -153,3 +187,14 @@ def make_loader(path: str | Path, *, batch_size: int, fields: Sequence[str] = ("
                            drop_last=drop_last, rank=rank, world_size=world_size)
     return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=num_workers,
                       pin_memory=pin_memory, persistent_workers=num_workers > 0)
+
+
+def random_dihedral(x: torch.Tensor) -> torch.Tensor:
+    """A batch (B, C, H, W) rotated by a random multiple of 90 degrees and maybe flipped: one draw per batch.
+
+    Drawn from torch's global generator, so a training run that saves and
+    restores its RNG state (:class:`galaug.runs.Training`) repeats it.
+    """
+    k, flip = (int(v) for v in torch.randint(0, 4, (2,)))
+    x = torch.rot90(x, k, dims=(2, 3))
+    return torch.flip(x, dims=(3,)) if flip % 2 else x

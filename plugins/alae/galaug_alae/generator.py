@@ -17,14 +17,14 @@ import torch.nn.functional as F
 from galaug import distributed, faults
 from galaug.config import config_to_dict
 from galaug.data import open_dataset, pixel_scale_quantity
-from galaug.data.torch import BlockDataset, BlockSampler
+from galaug.data.torch import BlockDataset, BlockSampler, StepRanges, random_dihedral
 from galaug.degrade.seeds import derive_seeds
 from galaug.errors import GalaugError
 from galaug.kinds import Generator, GeneratorModel, Layout
 from galaug.runs import Training, config_from_options, rank_rows
 from galaug_alae.checkpoint import checkpoint_store, load_checkpoint
 from galaug_alae.model import Discriminator, Encoder, Mapping, NetConfig, Synthesis
-from galaug_alae.transform import IntensityTransform
+from galaug.stretch import IntensityTransform
 
 __all__ = ["AlaeConfig", "Alae", "AlaeModel"]
 
@@ -211,13 +211,6 @@ def _fit_transform(ds, cfg: AlaeConfig, seed: int) -> IntensityTransform:
     return IntensityTransform.fit(images, kind=cfg.stretch, softening_factor=cfg.softening)
 
 
-def _augment(x: torch.Tensor) -> torch.Tensor:
-    """Random flips and 90-degree rotations, one draw per batch from the global generator."""
-    k, flip = (int(v) for v in torch.randint(0, 4, (2,)))
-    x = torch.rot90(x, k, dims=(2, 3))
-    return torch.flip(x, dims=(3,)) if flip % 2 else x
-
-
 def _mixed_styles(nets: Nets, z: torch.Tensor, level: int, mixing: float, *, mapping,
                   part: slice = slice(None), batch: int | None = None) -> torch.Tensor:
     """Styles from F(z); with probability ``mixing`` the layers after a random cut come from another z.
@@ -232,38 +225,6 @@ def _mixed_styles(nets: Nets, z: torch.Tensor, level: int, mixing: float, *, map
         z2 = torch.randn(batch or len(z), z.shape[1], device=z.device)[part]
         styles[:, cut:] = mapping(z2)[:, None, :]
     return styles
-
-
-class _StepRanges(torch.utils.data.Sampler):
-    """The row range of each training step from ``start`` to ``steps``: this rank's part of the global batch.
-
-    Step s is batch ``s % per_epoch`` of epoch ``s // per_epoch`` of
-    :class:`BlockSampler` (a new order every epoch); with several ranks,
-    each reads its part of the batch (:func:`galaug.runs.rank_rows`). One
-    sampler for the whole run lets one ``DataLoader`` (with workers that
-    open the store themselves, pinned memory) feed it.
-    """
-
-    def __init__(self, sampler: BlockSampler, start: int, steps: int) -> None:
-        self.sampler, self.start, self.steps = sampler, start, steps
-        self.per_epoch = len(sampler)
-        self._cache: tuple[int, list] | None = None
-
-    def _epoch(self, epoch: int) -> list:
-        if self._cache is None or self._cache[0] != epoch:
-            self.sampler.set_epoch(epoch)
-            self._cache = (epoch, list(self.sampler))
-        return self._cache[1]
-
-    def at(self, step: int) -> tuple[int, int]:
-        epoch, pos = divmod(step, self.per_epoch)
-        return rank_rows(*self._epoch(epoch)[pos])
-
-    def __iter__(self):
-        return (self.at(step) for step in range(self.start, self.steps))
-
-    def __len__(self) -> int:
-        return max(0, self.steps - self.start)
 
 
 def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device: torch.device, seed: int,
@@ -314,7 +275,7 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
     if cfg.channels_last:
         nets.to(memory_format=torch.channels_last)
     batches = BlockDataset(ds.path, fields=("images",), batch_size=cfg.batch_size)
-    steps_sampler = _StepRanges(BlockSampler(len(ds), batch_size=cfg.batch_size, seed=seed, drop_last=True),
+    steps_sampler = StepRanges(BlockSampler(len(ds), batch_size=cfg.batch_size, seed=seed, drop_last=True),
                                 start, steps)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=steps_sampler,
                                          num_workers=cfg.loader_workers, pin_memory=device.type == "cuda",
@@ -365,7 +326,7 @@ def _prepare(x: torch.Tensor, transform: IntensityTransform, cfg: AlaeConfig, ne
     """Real images as the networks see them at ``level``: stretched, augmented, downsampled, faded in."""
     x = transform.forward(x)
     if cfg.augment:
-        x = _augment(x)
+        x = random_dihedral(x)
     for _ in range(net.levels - 1 - level):
         x = F.avg_pool2d(x, 2)
     if alpha < 1:  # blend the real images like the generator's fade-in

@@ -17,3 +17,5 @@ def galaug_register(register):
                       summary="Morphology (statmorph), power spectra, colours and pixel values: generated vs real")
     register.analysis("galaug_analyses.memorisation:Memorisation", name="memorisation",
                       summary="Nearest training image of each generated image vs held-out-to-train distances: copies")
+    register.analysis("galaug_analyses.condition:ConditionCheck", name="condition-check",
+                      summary="Conditional generators: sample on a grid of requested params, measure, Spearman")

@@ -10,7 +10,7 @@
   times the median absolute deviation; 1e-3 of the bright level for
   noiseless images, whose MAD is about 0) and ``norm = asinh((p99.9 - offset)
   / softening)``, which compresses the bright cores (the idea of
-  ``galaug_alae.transform``); the loss then weights faint structure more.
+  ``galaug.stretch``); the loss then weights faint structure more.
 
 The statistics come from at most :data:`MAX_PIXELS` pixels per band (all of
 them when the sample is smaller, else an evenly strided subset).

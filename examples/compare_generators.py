@@ -1,0 +1,95 @@
+"""Two generators side by side, from the outputs of the same commands run on each: one Markdown table.
+
+    python examples/compare_generators.py OUT.md \\
+        --generator "ALAE=RUN_A,REALISM_A,MEMORISATION_A,EXPERIMENT_A,SAMPLING_A.json" \\
+        --generator "diffusion=RUN_B,REALISM_B,MEMORISATION_B,EXPERIMENT_B,SAMPLING_B.json"
+
+For each generator: its run directory (training time: the sum over
+``metrics.jsonl`` of the images between log lines over the logged
+images/s, so start-up and checkpoint writes are left out), its ``realism``
+output (every distance and the floor, train vs held-out, of the same
+held-out set), its ``memorisation`` output, its ``galaug experiment``
+output (the ``--arm`` row, on the ``nominal`` test set), and a JSON file
+``{"images": N, "seconds": S, "size": PX}`` written by whoever timed its
+``galaug generate`` command. ``make demo`` runs it; docs/diffusion.md has
+the table for the shipped checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def training_minutes(run: Path) -> float | None:
+    options = json.loads((run / "options.json").read_text())
+    batch, every = options["config"]["batch_size"], options["config"]["log_every"]
+    seconds, last = 0.0, 0
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record.get("images_per_s"):
+            seconds += (record["step"] - last) * batch / record["images_per_s"]
+            last = record["step"]
+    return seconds / 60 if last else None
+
+
+def realism_rows(folder: Path) -> dict[str, tuple[float, float]]:
+    """{quantity: (generated vs held-out, train vs held-out)} from the realism output's table.md."""
+    rows = {}
+    for line in (folder / "table.md").read_text().splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3:
+            try:
+                rows[cells[0]] = (float(cells[1]), float(cells[2]))
+            except ValueError:
+                continue
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("out")
+    p.add_argument("--generator", action="append", required=True, metavar="NAME=RUN,REALISM,MEMO,EXPERIMENT,TIMING")
+    p.add_argument("--arm", default="5x gen + 10% real")
+    args = p.parse_args()
+    gens = {}
+    for item in args.generator:
+        name, paths = item.split("=", 1)
+        run, realism, memo, experiment, timing = (Path(x) for x in paths.split(","))
+        table = json.loads((experiment / "results.json").read_text())["table"]
+        cell = table.get(args.arm, {}).get("nominal")
+        sampled = json.loads(timing.read_text())
+        gens[name] = {
+            "minutes": training_minutes(run), "steps": json.loads((run / "options.json").read_text()).get("steps"),
+            "realism": realism_rows(realism),
+            "memorised": json.loads((memo / "report.json").read_text())["results"]["generated"],
+            "arm": cell, "real": table.get("100% real", {}).get("nominal"),
+            "rate": sampled["images"] / sampled["seconds"], "size": sampled.get("size")}
+    names = list(gens)
+    lines = ["| quantity | floor (train vs held-out) | " + " | ".join(f"{n} | {n} / floor" for n in names) + " |",
+             "|---|---:|" + "---:|---:|" * len(names)]
+    quantities = list(next(iter(gens.values()))["realism"])
+    for q in quantities:
+        floor = gens[names[0]]["realism"][q][1]
+        cells = []
+        for n in names:
+            value = gens[n]["realism"].get(q, (float("nan"), floor))[0]
+            cells.append(f"{value:.3f} | {value / floor:.2f}" if floor > 0 else f"{value:.3f} | -")
+        lines.append(f"| realism, {q} | {floor:.3f} | " + " | ".join(cells) + " |")
+
+    def row(label: str, fn) -> None:
+        lines.append(f"| {label} | | " + " | ".join(f"{fn(gens[n])} | " for n in names) + " |")
+
+    row("memorised (closer to a training image than 1% of held-out)",
+        lambda g: f"{g['memorised']['memorised']} ({100 * g['memorised']['memorised_fraction']:.2f}%)")
+    row("training, minutes (steps)", lambda g: f"{g['minutes']:.1f} ({g['steps']})" if g["minutes"] else "-")
+    row("sampling, images/s (`galaug generate`, px)", lambda g: f"{g['rate']:.0f} ({g['size']} px)")
+    row(f"denoiser MSE, {args.arm} (100% real)",
+        lambda g: (f"{g['arm']['mean']:.0f} ± {g['arm']['std']:.0f} ({g['real']['mean']:.0f})" if g["arm"] else "-"))
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
