@@ -1,18 +1,19 @@
 """Two generators side by side, from the outputs of the same commands run on each: one Markdown table.
 
-    python examples/compare_generators.py OUT.md \\
-        --generator "ALAE=RUN_A,REALISM_A,MEMORISATION_A,EXPERIMENT_A,SAMPLING_A.json" \\
-        --generator "diffusion=RUN_B,REALISM_B,MEMORISATION_B,EXPERIMENT_B,SAMPLING_B.json"
+    python examples/compare_generators.py OUT.md \
+        --generator "ALAE:run=RUN_A,realism=REALISM_A,memorisation=MEMO_A,experiment=EXP_A,timing=T_A.json" \
+        --generator "diffusion:run=RUN_B,realism=REALISM_B,memorisation=MEMO_B,timing=T_B.json"
 
-For each generator: its run directory (training time: the sum over
-``metrics.jsonl`` of the images between log lines over the logged
+For each generator, any of: its run directory (training time: the sum
+over ``metrics.jsonl`` of the images between log lines over the logged
 images/s, so start-up and checkpoint writes are left out), its ``realism``
 output (every distance and the floor, train vs held-out, of the same
 held-out set), its ``memorisation`` output, its ``galaug experiment``
-output (the ``--arm`` row, on the ``nominal`` test set), and a JSON file
-``{"images": N, "seconds": S, "size": PX}`` written by whoever timed its
-``galaug generate`` command. ``make demo`` runs it; docs/diffusion.md has
-the table for the shipped checkpoints.
+output (the ``--arm`` row on the ``nominal`` test set, beside 100% real),
+and a JSON file ``{"images": N, "seconds": S, "size": PX}`` written by
+whoever timed its ``galaug generate`` command. What is not given shows as
+"-". ``make demo`` runs it; docs/diffusion.md has the table for the
+shipped checkpoints.
 """
 
 from __future__ import annotations
@@ -50,31 +51,43 @@ def realism_rows(folder: Path) -> dict[str, tuple[float, float]]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out")
-    p.add_argument("--generator", action="append", required=True, metavar="NAME=RUN,REALISM,MEMO,EXPERIMENT,TIMING")
+    p.add_argument("--generator", action="append", required=True,
+                   metavar="NAME:run=RUN,realism=DIR,memorisation=DIR,experiment=DIR,timing=FILE")
     p.add_argument("--arm", default="5x gen + 10% real")
     args = p.parse_args()
     gens = {}
     for item in args.generator:
-        name, paths = item.split("=", 1)
-        run, realism, memo, experiment, timing = (Path(x) for x in paths.split(","))
-        table = json.loads((experiment / "results.json").read_text())["table"]
-        cell = table.get(args.arm, {}).get("nominal")
-        sampled = json.loads(timing.read_text())
-        gens[name] = {
-            "minutes": training_minutes(run), "steps": json.loads((run / "options.json").read_text()).get("steps"),
-            "realism": realism_rows(realism),
-            "memorised": json.loads((memo / "report.json").read_text())["results"]["generated"],
-            "arm": cell, "real": table.get("100% real", {}).get("nominal"),
-            "rate": sampled["images"] / sampled["seconds"], "size": sampled.get("size")}
+        name, spec = item.split(":", 1)
+        paths = {k: Path(v) for k, v in (kv.split("=", 1) for kv in spec.split(","))}
+        g: dict = {"minutes": None, "steps": None, "realism": {}, "memorised": None, "arm": None, "real": None,
+                   "rate": None, "size": None}
+        if "run" in paths:
+            g["minutes"] = training_minutes(paths["run"])
+            g["steps"] = json.loads((paths["run"] / "options.json").read_text()).get("steps")
+        if "realism" in paths:
+            g["realism"] = realism_rows(paths["realism"])
+        if "memorisation" in paths:
+            g["memorised"] = json.loads((paths["memorisation"] / "report.json").read_text())["results"]["generated"]
+        if "experiment" in paths:
+            table = json.loads((paths["experiment"] / "results.json").read_text())["table"]
+            g["arm"] = table.get(args.arm, {}).get("nominal")
+            g["real"] = table.get("100% real", {}).get("nominal")
+        if "timing" in paths:
+            sampled = json.loads(paths["timing"].read_text())
+            g["rate"], g["size"] = sampled["images"] / sampled["seconds"], sampled.get("size")
+        gens[name] = g
     names = list(gens)
     lines = ["| quantity | floor (train vs held-out) | " + " | ".join(f"{n} | {n} / floor" for n in names) + " |",
              "|---|---:|" + "---:|---:|" * len(names)]
-    quantities = list(next(iter(gens.values()))["realism"])
+    quantities = list(dict.fromkeys(q for g in gens.values() for q in g["realism"]))
     for q in quantities:
-        floor = gens[names[0]]["realism"][q][1]
+        floor = next(g["realism"][q][1] for g in gens.values() if q in g["realism"])
         cells = []
         for n in names:
-            value = gens[n]["realism"].get(q, (float("nan"), floor))[0]
+            if q not in gens[n]["realism"]:
+                cells.append("- | -")
+                continue
+            value = gens[n]["realism"][q][0]
             cells.append(f"{value:.3f} | {value / floor:.2f}" if floor > 0 else f"{value:.3f} | -")
         lines.append(f"| realism, {q} | {floor:.3f} | " + " | ".join(cells) + " |")
 
@@ -82,9 +95,11 @@ def main() -> None:
         lines.append(f"| {label} | | " + " | ".join(f"{fn(gens[n])} | " for n in names) + " |")
 
     row("memorised (closer to a training image than 1% of held-out)",
-        lambda g: f"{g['memorised']['memorised']} ({100 * g['memorised']['memorised_fraction']:.2f}%)")
+        lambda g: f"{g['memorised']['memorised']} ({100 * g['memorised']['memorised_fraction']:.2f}%)"
+        if g["memorised"] else "-")
     row("training, minutes (steps)", lambda g: f"{g['minutes']:.1f} ({g['steps']})" if g["minutes"] else "-")
-    row("sampling, images/s (`galaug generate`, px)", lambda g: f"{g['rate']:.0f} ({g['size']} px)")
+    row("sampling, images/s (`galaug generate`, px)",
+        lambda g: f"{g['rate']:.0f} ({g['size']} px)" if g["rate"] else "-")
     row(f"denoiser MSE, {args.arm} (100% real)",
         lambda g: (f"{g['arm']['mean']:.0f} ± {g['arm']['std']:.0f} ({g['real']['mean']:.0f})" if g["arm"] else "-"))
     Path(args.out).write_text("\n".join(lines) + "\n")

@@ -174,7 +174,7 @@ def test_a_condition_column_the_data_lacks_is_refused_before_the_run_starts(sers
 
 def test_condition_check_reports_spearman_per_parameter(conditional_run, sersic, tmp_path):
     out = tmp_path / "check"
-    ok(cli("analyze", "condition-check", conditional_run, sersic.path, "-o", out, "--set", "grid=3",
+    ok(cli("analyze", "condition-check", conditional_run, sersic.path, out, "--set", "grid=3",
            "--set", "per_value=4", "--set", "max_control=40", "--set", "measure=moments", "--set", "steps=3"))
     report = json.loads((out / "report.json").read_text())["results"]
     for p in ("r_half", "flux"):
@@ -182,7 +182,7 @@ def test_condition_check_reports_spearman_per_parameter(conditional_run, sersic,
         assert -1 <= entry["spearman"] <= 1 and entry["n_samples"] == 12
         assert entry["control_spearman"] > 0.5  # the moments do measure the real images' size and flux
     assert (out / "condition_check.png").exists()
-    result = cli("analyze", "condition-check", conditional_run, sersic.path, "-o", tmp_path / "c2",
+    result = cli("analyze", "condition-check", conditional_run, sersic.path, tmp_path / "c2",
                  "--set", "parameters=n")
     one_line_error(result, "n:", "conditioned on r_half, flux")
 
@@ -217,3 +217,13 @@ def test_conditions_parse_and_tables_read(tmp_path, sersic):
     bad.write_text("r_half,flux\n1.0\n")
     with pytest.raises(GalaugError, match="line 2 has 1 values"):
         read_condition_table(bad, 1)
+
+
+def test_a_generator_without_sampler_options_refuses_them_in_one_line(tmp_path):
+    shipped = Path(__file__).parent.parent / "examples" / "checkpoints" / "alae-bulgedisk-tiny"
+    out = tmp_path / "g.zarr"
+    one_line_error(cli("generate", "alae", shipped, out, "-n", "4", "--steps", "3", "--device", "cpu"),
+                   "takes no steps (--steps)")
+    one_line_error(cli("generate", "alae", shipped, out, "-n", "4", "--condition", "r_half=1", "--device", "cpu"),
+                   "takes no condition")
+    assert not out.exists()

@@ -1,6 +1,6 @@
 """The ``condition-check`` analysis: does a conditional generator make what it is asked for?
 
-``galaug analyze condition-check RUN CONTROL.zarr -o OUT``: for each
+``galaug analyze condition-check RUN CONTROL.zarr OUT``: for each
 condition column of the run, request ``grid`` values spread over the
 control set's range (its 5th to 95th percentile), ``per_value`` samples
 each (the other columns drawn from the training data by the generator),
@@ -44,7 +44,7 @@ _FLUX_NAMES = ("flux", "total_flux")
 
 @dataclasses.dataclass
 class ConditionCheckConfig:
-    """Options of ``galaug analyze condition-check RUN CONTROL.zarr -o OUT``."""
+    """Options of ``galaug analyze condition-check RUN CONTROL.zarr OUT``."""
 
     #: condition columns checked (empty: every one the run was conditioned on)
     parameters: list[str] = dataclasses.field(default_factory=list)
