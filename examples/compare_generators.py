@@ -25,7 +25,7 @@ from pathlib import Path
 
 def training_minutes(run: Path) -> float | None:
     options = json.loads((run / "options.json").read_text())
-    batch, every = options["config"]["batch_size"], options["config"]["log_every"]
+    batch = options["config"]["batch_size"]
     seconds, last = 0.0, 0
     for line in (run / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
@@ -92,7 +92,9 @@ def main() -> None:
         lines.append(f"| realism, {q} | {floor:.3f} | " + " | ".join(cells) + " |")
 
     def row(label: str, fn) -> None:
-        lines.append(f"| {label} | | " + " | ".join(f"{fn(gens[n])} | " for n in names) + " |")
+        cells = [fn(gens[n]) for n in names]
+        if any(c != "-" for c in cells):  # a row nobody measured is left out
+            lines.append(f"| {label} | | " + " | ".join(f"{c} | " for c in cells) + " |")
 
     row("memorised (closer to a training image than 1% of held-out)",
         lambda g: f"{g['memorised']['memorised']} ({100 * g['memorised']['memorised_fraction']:.2f}%)"

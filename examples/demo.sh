@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo behind `make demo`: the whole pipeline on embedded data, ending in runs/demo/report.html.
-# Output in $1 (default runs/demo). About 13 minutes on 2 idle CPU cores: 12 measured before the memorisation
-# and attribute-editing steps were added, which take 12 s and 61 s alone.
+# Output in $1 (default runs/demo). About 12 minutes on 2 idle CPU cores (11 min 47 s measured with `make demo`,
+# the reinstall of the plugins included, after the diffusion steps were added).
 #
 # A few CPU minutes train only a weak generator, so the demo trains a short run itself (to show that
 # training works) and takes the generated images of the experiment and the analyses from generators

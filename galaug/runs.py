@@ -48,7 +48,8 @@ if TYPE_CHECKING:
     from galaug.degrade import Pipeline
 
 __all__ = ["OPTIONS", "METRICS", "DATA_STATS", "RUN_KINDS", "new_run_dir", "read_options", "write_options", "Run",
-           "TrainingPlan", "plan_training", "evaluate_run", "Training", "rank_rows", "config_from_options"]
+           "TrainingPlan", "plan_training", "evaluate_run", "Training", "rank_rows", "config_from_options",
+           "check_image_data", "layout_record"]
 
 OPTIONS = "options.json"
 METRICS = "metrics.jsonl"
@@ -606,3 +607,34 @@ class Training:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def check_image_data(ds: Dataset, *, image_size: int, batch_size: int, plugin: str) -> None:
+    """Refuse training data an image generator cannot take, in one line each.
+
+    Square images of ``image_size`` pixels (the config's; the hint says how
+    to change it), at least one batch of them, and a global batch that
+    splits over the processes of the job. ``plugin`` names the config in the
+    message ("the ALAE config").
+    """
+    _, h, w = ds.image_shape
+    if h != w or h != image_size:
+        raise GalaugError(f"{ds.path}: images are {h}x{w} but {plugin} has image_size {image_size} "
+                          f"(--set image_size={h} if {h} is a power of two from 16 to 256)")
+    if len(ds) < batch_size:
+        raise GalaugError(f"{ds.path}: {len(ds)} images, fewer than one batch of {batch_size}")
+    world = distributed.world_size()
+    if batch_size % world:
+        raise GalaugError(f"batch_size {batch_size} does not split over {world} processes "
+                          f"(--set batch_size=... a multiple of {world})")
+
+
+def layout_record(ds: Dataset) -> dict[str, Any]:
+    """What a generator's checkpoint keeps of its training data's layout (bands, size, pixel scale, flux unit).
+
+    :func:`galaug.data.pixel_scale_quantity` turns the stored pixel scale back
+    into a Quantity for :class:`galaug.kinds.Layout`.
+    """
+    return {"bands": list(ds.bands), "image_size": ds.image_shape[1], "pixel_scale": ds.meta.get("pixel_scale"),
+            "flux_unit": ds.flux_unit}
+

@@ -58,6 +58,25 @@ class IntensityTransform:
         low, high = stretched.amin(dim=(0, 2, 3)), stretched.amax(dim=(0, 2, 3))
         return cls(offset, soft, norm, kind=kind, low=low, high=high, sky_sigma=_sky_sigma(images))
 
+    @classmethod
+    def fit_dataset(cls, ds, *, samples: int, seed: int, kind: str = "asinh",
+                    softening_factor: float = 1.0) -> IntensityTransform:
+        """Fit on ``samples`` contiguous images of a dataset from a seeded start (one read).
+
+        Images with NaN or Inf pixels are refused with one line that names the
+        first row and how to clean the data.
+        """
+        from galaug.errors import GalaugError
+
+        n = min(len(ds), samples)
+        start = int(np.random.default_rng(seed).integers(0, len(ds) - n + 1))
+        images = ds.read(start, start + n, fields=["images"])["images"]
+        bad = ~np.isfinite(images).all(axis=(1, 2, 3))
+        if bad.any():
+            raise GalaugError(f"{ds.path}: {int(bad.sum())} image(s) with NaN/Inf pixels (first at row "
+                              f"{start + int(np.flatnonzero(bad)[0])}); clean the data (galaug ingest --on-bad) first")
+        return cls.fit(images, kind=kind, softening_factor=softening_factor)
+
     def _shape(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return t.to(like.device, like.dtype)[None, :, None, None]
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from galaug.data.dataset import Dataset, open_dataset
 
-__all__ = ["BlockDataset", "BlockSampler", "StepRanges", "make_loader", "random_dihedral"]
+__all__ = ["BlockDataset", "BlockSampler", "StepRanges", "make_loader", "step_loader", "random_dihedral"]
 
 
 class BlockDataset(torch.utils.data.Dataset):
@@ -187,6 +187,23 @@ def make_loader(path: str | Path, *, batch_size: int, fields: Sequence[str] = ("
                            drop_last=drop_last, rank=rank, world_size=world_size)
     return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=num_workers,
                       pin_memory=pin_memory, persistent_workers=num_workers > 0)
+
+
+def step_loader(path: str | Path, *, batch_size: int, seed: int, start: int, steps: int,
+                fields: Sequence[str] = ("images",), num_workers: int = 0,
+                pin_memory: bool = False) -> tuple[DataLoader, StepRanges]:
+    """The batches of a training run's steps ``start`` to ``steps``, and the :class:`StepRanges` behind them.
+
+    Full batches only; a new order every epoch, from ``seed``; this rank's
+    part of each global batch of ``batch_size``. The loader draws its worker
+    seed from its own generator: one drawn from torch's global RNG would
+    shift every later draw of a resumed run.
+    """
+    batches = BlockDataset(path, fields=fields, batch_size=batch_size)
+    ranges = StepRanges(BlockSampler(batches.n, batch_size=batch_size, seed=seed, drop_last=True), start, steps)
+    loader = DataLoader(batches, batch_size=None, sampler=ranges, num_workers=num_workers, pin_memory=pin_memory,
+                        generator=torch.Generator().manual_seed(seed))
+    return loader, ranges
 
 
 def random_dihedral(x: torch.Tensor) -> torch.Tensor:

@@ -17,11 +17,11 @@ import torch.nn.functional as F
 from galaug import distributed, faults
 from galaug.config import config_to_dict
 from galaug.data import open_dataset, pixel_scale_quantity
-from galaug.data.torch import BlockDataset, BlockSampler, StepRanges, random_dihedral
+from galaug.data.torch import random_dihedral, step_loader
 from galaug.degrade.seeds import derive_seeds
 from galaug.errors import GalaugError
 from galaug.kinds import Generator, GeneratorModel, Layout
-from galaug.runs import Training, config_from_options, rank_rows
+from galaug.runs import Training, check_image_data, config_from_options, layout_record, rank_rows
 from galaug_alae.checkpoint import checkpoint_store, load_checkpoint
 from galaug_alae.model import Discriminator, Encoder, Mapping, NetConfig, Synthesis
 from galaug.stretch import IntensityTransform
@@ -168,11 +168,6 @@ class Nets(torch.nn.Module):
         self.register_buffer("w_avg", torch.zeros(net.latent_dim))
 
 
-def _layout_dict(ds) -> dict[str, Any]:
-    return {"bands": list(ds.bands), "image_size": ds.image_shape[1], "pixel_scale": ds.meta.get("pixel_scale"),
-            "flux_unit": ds.flux_unit}
-
-
 class Alae(Generator):
     """Adversarial Latent Autoencoder (Pidhorskyi et al. 2020) for multi-band float galaxy images."""
 
@@ -189,26 +184,6 @@ class Alae(Generator):
     @classmethod
     def load(cls, run_dir: Path, *, device: str = "cpu", checkpoint: Path | None = None) -> AlaeModel:
         return AlaeModel.from_checkpoint(load_checkpoint(Path(run_dir), checkpoint=checkpoint), device=device)
-
-
-def _check_data(ds, cfg: AlaeConfig) -> None:
-    c, h, w = ds.image_shape
-    if h != w or h != cfg.image_size:
-        raise GalaugError(f"{ds.path}: images are {h}x{w} but the ALAE config has image_size {cfg.image_size} "
-                          f"(--set image_size={h} if {h} is a power of two from 16 to 256)")
-    if len(ds) < cfg.batch_size:
-        raise GalaugError(f"{ds.path}: {len(ds)} images, fewer than one batch of {cfg.batch_size}")
-
-
-def _fit_transform(ds, cfg: AlaeConfig, seed: int) -> IntensityTransform:
-    n = min(len(ds), cfg.transform_samples)
-    start = int(np.random.default_rng(seed).integers(0, len(ds) - n + 1))
-    images = ds.read(start, start + n, fields=["images"])["images"]
-    bad = ~np.isfinite(images).all(axis=(1, 2, 3))
-    if bad.any():
-        raise GalaugError(f"{ds.path}: {int(bad.sum())} image(s) with NaN/Inf pixels (first at row "
-                          f"{start + int(np.flatnonzero(bad)[0])}); clean the data (galaug ingest --on-bad) first")
-    return IntensityTransform.fit(images, kind=cfg.stretch, softening_factor=cfg.softening)
 
 
 def _mixed_styles(nets: Nets, z: torch.Tensor, level: int, mixing: float, *, mapping,
@@ -247,11 +222,8 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
     checkpoint.
     """
     ds = open_dataset(data)
-    _check_data(ds, cfg)
-    world, rank = distributed.world_size(), distributed.rank()
-    if cfg.batch_size % world:
-        raise GalaugError(f"batch_size {cfg.batch_size} does not split over {world} processes "
-                          f"(--set batch_size=... a multiple of {world})")
+    check_image_data(ds, image_size=cfg.image_size, batch_size=cfg.batch_size, plugin="the ALAE config")
+    rank = distributed.rank()
     part = slice(*rank_rows(0, cfg.batch_size))
     net = cfg.net(ds.image_shape[0])
     run = Training(run_dir, store=checkpoint_store(run_dir), counter="step", total=steps, resume=resume,
@@ -260,7 +232,8 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
     if state is not None:  # a run from before an option existed goes on as it started
         cfg = dataclasses.replace(cfg, **{k: v for k, v in LEGACY.items() if k not in state["config"]})
     transform = (IntensityTransform.from_state_dict(state["transform"]) if state is not None
-                 else _fit_transform(ds, cfg, seed))
+                 else IntensityTransform.fit_dataset(ds, samples=cfg.transform_samples, seed=seed, kind=cfg.stretch,
+                                                     softening_factor=cfg.softening))
     start = run.start
     nets = Nets(net)
     opt_ed = torch.optim.Adam([*nets.E.parameters(), *nets.D.parameters()], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
@@ -274,14 +247,8 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
     nets.to(device)
     if cfg.channels_last:
         nets.to(memory_format=torch.channels_last)
-    batches = BlockDataset(ds.path, fields=("images",), batch_size=cfg.batch_size)
-    steps_sampler = StepRanges(BlockSampler(len(ds), batch_size=cfg.batch_size, seed=seed, drop_last=True),
-                                start, steps)
-    loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=steps_sampler,
-                                         num_workers=cfg.loader_workers, pin_memory=device.type == "cuda",
-                                         # its own generator: starting the loader draws a seed, which from the
-                                         # global RNG would shift every later draw of a resumed run
-                                         generator=torch.Generator().manual_seed(seed))
+    loader, steps_sampler = step_loader(ds.path, batch_size=cfg.batch_size, seed=seed, start=start, steps=steps,
+                                        num_workers=cfg.loader_workers, pin_memory=device.type == "cuda")
     sample_z = torch.randn(16, net.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
     t_log, seen = time.perf_counter(), 0
     with run:
@@ -316,7 +283,7 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
             if run.main and run.due(done, every=cfg.sample_every):
                 _save_samples(nets, transform, sample_z, run_dir / f"samples-{done:08d}.png", level, alpha, ds, cfg)
             if run.due(done, every=cfg.checkpoint_every):
-                run.save({"config": config_to_dict(cfg), "layout": _layout_dict(ds), "nets": nets.state_dict(),
+                run.save({"config": config_to_dict(cfg), "layout": layout_record(ds), "nets": nets.state_dict(),
                           "opt_ed": opt_ed.state_dict(), "opt_fg": opt_fg.state_dict(),
                           "transform": transform.state_dict(), "seed": seed}, number=done, keep=cfg.keep_checkpoints)
 

@@ -36,11 +36,11 @@ from galaug import distributed, faults
 from galaug.checkpoints import CheckpointStore
 from galaug.config import config_to_dict
 from galaug.data import open_dataset, pixel_scale_quantity
-from galaug.data.torch import BlockDataset, BlockSampler, StepRanges, random_dihedral
+from galaug.data.torch import random_dihedral, step_loader
 from galaug.degrade.seeds import derive_seeds
 from galaug.errors import GalaugError
 from galaug.kinds import Generator, GeneratorModel, Layout
-from galaug.runs import Training, config_from_options, rank_rows
+from galaug.runs import Training, check_image_data, config_from_options, layout_record, rank_rows
 from galaug.stretch import IntensityTransform
 from galaug_diffusion.unet import UNet, UNetConfig
 
@@ -211,26 +211,6 @@ def _read_condition(ds, names: Sequence[str]) -> np.ndarray:
 
 # -- training -----------------------------------------------------------------------------------
 
-def _check_data(ds, cfg: DiffusionConfig) -> None:
-    c, h, w = ds.image_shape
-    if h != w or h != cfg.image_size:
-        raise GalaugError(f"{ds.path}: images are {h}x{w} but the diffusion config has image_size {cfg.image_size} "
-                          f"(--set image_size={h} if {h} is a power of two from 16 to 256)")
-    if len(ds) < cfg.batch_size:
-        raise GalaugError(f"{ds.path}: {len(ds)} images, fewer than one batch of {cfg.batch_size}")
-
-
-def _fit_transform(ds, cfg: DiffusionConfig, seed: int) -> IntensityTransform:
-    n = min(len(ds), cfg.transform_samples)
-    start = int(np.random.default_rng(seed).integers(0, len(ds) - n + 1))
-    images = ds.read(start, start + n, fields=["images"])["images"]
-    bad = ~np.isfinite(images).all(axis=(1, 2, 3))
-    if bad.any():
-        raise GalaugError(f"{ds.path}: {int(bad.sum())} image(s) with NaN/Inf pixels (first at row "
-                          f"{start + int(np.flatnonzero(bad)[0])}); clean the data (galaug ingest --on-bad) first")
-    return IntensityTransform.fit(images, kind=cfg.stretch, softening_factor=cfg.softening)
-
-
 def _draw_t(n: int, kind: str, device) -> torch.Tensor:
     if kind == "uniform":
         return torch.rand(n, device=device)
@@ -248,11 +228,8 @@ def train_diffusion(cfg: DiffusionConfig, *, data: Path, run_dir: Path, steps: i
     gradients are averaged before each optimiser step, as in the ALAE.
     """
     ds = open_dataset(data)
-    _check_data(ds, cfg)
-    world, rank = distributed.world_size(), distributed.rank()
-    if cfg.batch_size % world:
-        raise GalaugError(f"batch_size {cfg.batch_size} does not split over {world} processes "
-                          f"(--set batch_size=... a multiple of {world})")
+    check_image_data(ds, image_size=cfg.image_size, batch_size=cfg.batch_size, plugin="the diffusion config")
+    rank = distributed.rank()
     part = slice(*rank_rows(0, cfg.batch_size))
     names = tuple(cfg.condition)
     cond_values = _read_condition(ds, names) if names else None
@@ -263,7 +240,8 @@ def train_diffusion(cfg: DiffusionConfig, *, data: Path, run_dir: Path, steps: i
         transform = IntensityTransform.from_state_dict(state["transform"])
         scale = ConditionScale.from_state_dict(state["condition"]) if names else None
     else:
-        transform = _fit_transform(ds, cfg, seed)
+        transform = IntensityTransform.fit_dataset(ds, samples=cfg.transform_samples, seed=seed, kind=cfg.stretch,
+                                                   softening_factor=cfg.softening)
         units = dict(zip(ds.param_names, ds.param_units))
         scale = ConditionScale.fit(cond_values, names, [units[n] for n in names], seed=seed) if names else None
     cond_all = torch.as_tensor(scale.forward(cond_values)) if names else None
@@ -281,12 +259,8 @@ def train_diffusion(cfg: DiffusionConfig, *, data: Path, run_dir: Path, steps: i
     net.to(device)
     ema.to(device)
     Training.optimizer_to(opt, device)
-    batches = BlockDataset(ds.path, fields=("images",), batch_size=cfg.batch_size)
-    steps_sampler = StepRanges(BlockSampler(len(ds), batch_size=cfg.batch_size, seed=seed, drop_last=True),
-                               start, steps)
-    loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=steps_sampler,
-                                         num_workers=cfg.loader_workers, pin_memory=device.type == "cuda",
-                                         generator=torch.Generator().manual_seed(seed))
+    loader, steps_sampler = step_loader(ds.path, batch_size=cfg.batch_size, seed=seed, start=start, steps=steps,
+                                        num_workers=cfg.loader_workers, pin_memory=device.type == "cuda")
     grid_seeds = list(range(16))
     t_log, seen = time.perf_counter(), 0
     b = cfg.batch_size
@@ -335,22 +309,17 @@ def train_diffusion(cfg: DiffusionConfig, *, data: Path, run_dir: Path, steps: i
                         images_per_s=seen / (now - t_log))
                 bar.set_postfix(loss=f"{loss_mean:.3g}")
                 t_log, seen = now, 0
-            payload = lambda: {"config": config_to_dict(cfg), "layout": _layout_dict(ds),  # noqa: E731
+            payload = lambda: {"config": config_to_dict(cfg), "layout": layout_record(ds),  # noqa: E731
                                "net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                                "transform": transform.state_dict(), "seed": seed,
                                **({"condition": scale.state_dict()} if names else {})}
             if run.main and run.due(done, every=cfg.sample_every):
-                model = DiffusionModel(ema, transform, _layout_dict(ds), done, device=device, config=cfg,
+                model = DiffusionModel(ema, transform, layout_record(ds), done, device=device, config=cfg,
                                        condition=scale)
                 with torch.random.fork_rng(devices=[]):  # the training's random draws stay as they were
                     _save_grid(model, grid_seeds, run_dir / f"samples-{done:08d}.png", ds)
             if run.due(done, every=cfg.checkpoint_every):
                 run.save(payload(), number=done, keep=cfg.keep_checkpoints)
-
-
-def _layout_dict(ds) -> dict[str, Any]:
-    return {"bands": list(ds.bands), "image_size": ds.image_shape[1], "pixel_scale": ds.meta.get("pixel_scale"),
-            "flux_unit": ds.flux_unit}
 
 
 def _save_grid(model: DiffusionModel, seeds, path: Path, ds) -> None:
