@@ -22,7 +22,7 @@ import numpy as np
 
 from galaug.errors import GalaugError
 
-__all__ = ["parse_conditions", "read_condition_table", "check_conditions", "SAMPLING_OPTIONS", "sampling_options"]
+__all__ = ["parse_conditions", "parse_assignments", "read_condition_table", "check_conditions", "SAMPLING_OPTIONS", "sampling_options"]
 
 #: Keywords of ``GeneratorModel.sample`` beyond the common ones, passed only when set (their CLI options).
 SAMPLING_OPTIONS = {"condition": "--condition", "guidance": "--guidance", "steps": "--steps",
@@ -31,20 +31,26 @@ SAMPLING_OPTIONS = {"condition": "--condition", "guidance": "--guidance", "steps
 
 def parse_conditions(items: Iterable[str]) -> dict[str, float]:
     """``["r_half=2.5,flux=900", "n=1"]`` to ``{"r_half": 2.5, "flux": 900.0, "n": 1.0}``; ValueError on a bad item."""
+    parts = [p for item in items for p in item.split(",") if p.strip()]
+    return parse_assignments(parts, example="r_half=2.5")
+
+
+def parse_assignments(parts: Iterable[str], *, example: str, value: str = "VALUE",
+                      twice: str = "is given twice") -> dict[str, float]:
+    """``NAME=NUMBER`` items to a dict; ValueError names the bad item (``example`` shows the form) or a repeat."""
     out: dict[str, float] = {}
-    for item in items:
-        for part in (p for p in item.split(",") if p.strip()):
-            name, sep, value = part.partition("=")
-            name = name.strip()
-            try:
-                number = float(value)
-            except ValueError:
-                number = math.nan
-            if not sep or not name or not math.isfinite(number):
-                raise ValueError(f"expected NAME=VALUE (e.g. r_half=2.5), got {part.strip()!r}")
-            if name in out:
-                raise ValueError(f"{name} is given twice")
-            out[name] = number
+    for part in parts:
+        name, sep, text = part.partition("=")
+        name = name.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if not sep or not name or not math.isfinite(number):
+            raise ValueError(f"expected NAME={value} (e.g. {example}), got {part.strip()!r}")
+        if name in out:
+            raise ValueError(f"{name} {twice}")
+        out[name] = number
     return out
 
 

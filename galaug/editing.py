@@ -210,20 +210,9 @@ def as_directions(directions) -> LatentDirections:
 
 def parse_edits(items: Iterable[str]) -> dict[str, float]:
     """``["r_half=+1.0", "q=-0.5"]`` to ``{"r_half": 1.0, "q": -0.5}``; ValueError names the bad item."""
-    edits: dict[str, float] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        try:
-            sigmas = float(value)
-        except ValueError:
-            sigmas = math.nan
-        if not sep or not name or not math.isfinite(sigmas):
-            raise ValueError(f"expected NAME=SIGMAS (e.g. r_half=+1.0), got {item!r}")
-        if name in edits:
-            raise ValueError(f"{name} is edited twice")
-        edits[name] = sigmas
-    return edits
+    from galaug.conditions import parse_assignments
+
+    return parse_assignments(items, example="r_half=+1.0", value="SIGMAS", twice="is edited twice")
 
 
 def can_edit(model) -> bool:
