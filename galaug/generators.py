@@ -73,7 +73,7 @@ def generate(run_dir: str | Path, out: str | Path, n: int, *, seed: int = 0, tru
     options_ = sampling_options(model, condition=condition or None, guidance=guidance, steps=steps,
                                 extrapolate=extrapolate)
     names = tuple(getattr(model, "condition_names", ()))
-    record = {k: (v if k != "condition" else _condition_record(v)) for k, v in options_.items()}
+    sampling = {k: (v if k != "condition" else _condition_record(v)) for k, v in options_.items()}
     layout = model.layout
     stores = getattr(model, "stores_latents", True)
     parents = []
@@ -83,7 +83,7 @@ def generate(run_dir: str | Path, out: str | Path, n: int, *, seed: int = 0, tru
         pass  # the training set moved: provenance keeps the run only
     entry = make_entry("generate", plugin=f"generator:{options['generator']}",
                        plugin_version=options.get("plugin_version"), seed=seed,
-                       config={"truncation": truncation, "n": n, **editing.get("record", {}), **record},
+                       config={"truncation": truncation, "n": n, **editing.get("record", {}), **sampling},
                        run=str(run_dir),
                        checkpoint_step=model.step,
                        parents=[options["data_id"]] if options.get("data_id") else [])
