@@ -227,3 +227,26 @@ def test_a_generator_without_sampler_options_refuses_them_in_one_line(tmp_path):
     one_line_error(cli("generate", "alae", shipped, out, "-n", "4", "--condition", "r_half=1", "--device", "cpu"),
                    "takes no condition")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("size, bands", [(16, 1), (32, 4), (64, 2), (128, 5), (256, 3)])
+def test_the_unet_takes_any_band_count_and_power_of_two_size(size, bands):
+    from galaug_diffusion.generator import PRESETS, DiffusionConfig
+    from galaug_diffusion.unet import UNet
+
+    preset = {16: "tiny", 32: "tiny", 64: "small", 128: "small", 256: "paper"}[size]
+    cfg = DiffusionConfig(**{**PRESETS[preset], "image_size": size, "width": 8, "condition": ("a", "b")})
+    net = UNet(cfg.net(bands)).eval()
+    x = torch.randn(2, bands, size, size)
+    with torch.no_grad():
+        v = net(x, torch.tensor([0.3, 0.7]), torch.randn(2, 2), torch.tensor([1.0, 0.0]))
+    assert v.shape == x.shape and torch.isfinite(v).all()
+
+
+def test_configs_out_of_range_are_refused():
+    from galaug_diffusion.generator import DiffusionConfig
+
+    for bad in ({"image_size": 48}, {"mults": ()}, {"image_size": 16, "mults": (1, 2, 2, 2)},
+                {"condition": ("a", "a")}, {"cond_dropout": 1.0}, {"sample_steps": 0}, {"guidance": 30.0}):
+        with pytest.raises(ValueError):
+            DiffusionConfig(**bad)
