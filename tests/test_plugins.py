@@ -294,3 +294,25 @@ def test_the_private_import_check_catches_the_three_forms(tmp_path):
     """))
     assert [h.split(":", 1)[1] for h in _private_imports(bad, tmp_path)] == [
         "galaug._a", "galaug.data._format", "galaug.data._format", "galaug_other._theirs"]
+
+
+def test_building_the_cli_and_listing_plugins_import_neither_torch_nor_zarr_nor_astropy():
+    """`galaug --help` and `galaug plugins` start in a quarter of a second: the heavy libraries load on first use."""
+    import subprocess
+
+    code = ("import sys, io, contextlib\n"
+            "import galaug, galaug.cli\n"
+            "from galaug.degrade import parse_pipeline\n"
+            "sys.argv = ['galaug', 'plugins']\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n"
+            "        galaug.cli.main()\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print(sorted(m for m in ('torch', 'zarr', 'astropy') if m in sys.modules))\n"
+            "print(galaug.open_dataset.__module__, galaug.load_generator.__module__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    loaded, names = out.stdout.splitlines()
+    assert loaded == "[]"
+    assert names == "galaug.data.dataset galaug.generators"  # the lazy names still resolve
