@@ -18,12 +18,38 @@ Both apply the same Gaussian PSF (``--sigma`` pixels) and Gaussian noise
 
 Also prints the largest difference between the two noise-free results as a
 fraction of the peak, to show they compute the same thing.
+
+With ``--whole N`` it then times whole commands on a dataset of N images
+(Moffat PSF of FWHM 2 px and beta ``--beta``, Gaussian noise), each a fresh
+process, interleaved over ``--repeats`` rounds, best of each:
+
+- ``galaug degrade`` as a user runs it (start-up, reading, PSF, noise,
+  writing, fsync), clean images by reference (the default) and with
+  ``--copy-clean``;
+- the floor: a minimal script that reads the same Zarr array, applies the
+  same FFT convolution (the same FFT size) and Gaussian noise in batches, and
+  writes an uncompressed, presized array, with no clean copy, no seeds per
+  sample, no checks and no fsync;
+- beside another job (``--busy``): the same command while a second process
+  keeps both cores busy with matrix products, with the default thread policy
+  (passive waits), with OpenMP's spinning waits (``OMP_WAIT_POLICY=ACTIVE``,
+  galaug's behaviour before) and with ``--threads 1``.
+
+Per-sample noise streams: torch generators (what galaug uses) against a
+counter-based stream (numpy's Philox keyed by each sample's seed), per image.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
 import time
+from pathlib import Path
 
 import galsim
 import numpy as np
@@ -88,6 +114,9 @@ def main() -> None:
     p.add_argument("--sigma", type=float, default=2.0, help="Gaussian PSF sigma in pixels")
     p.add_argument("--std", type=float, default=4.0, help="Gaussian noise standard deviation")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds; the best of each is kept")
+    p.add_argument("--whole", type=int, default=0, help="also time whole commands on a dataset of this many images")
+    p.add_argument("--beta", type=float, default=3.5, help="Moffat beta of the whole commands")
+    p.add_argument("--busy", action="store_true", help="also time the command beside another job")
     a = p.parse_args()
 
     images = make_images(max(a.n, a.n_galsim), a.bands, a.size)
@@ -125,6 +154,126 @@ def main() -> None:
         print(f"{n_threads} thread{'s' if n_threads > 1 else ' '}: galaug {rates['galaug', n_threads]:8.1f} images/s, "
               f"GalSim {rates['GalSim', n_threads]:6.1f} images/s, ratio {ratio:5.1f}x")
     print(f"noise-free results differ by at most {agreement:.1e} of the peak")
+    torch.set_num_threads(threads)
+    noise_streams(256, a.bands, a.size, a.repeats)
+    if a.whole:
+        whole_commands(a.whole, a.size, a.bands, a.beta, a.std, a.repeats, a.busy)
+
+
+FLOOR = textwrap.dedent("""
+    import sys, time
+    import numpy as np, torch, zarr
+    from zarr.codecs import Crc32cCodec
+    from galaug.degrade.psf import MoffatPSF, crop_to_flux, padded_size
+    src, dst, beta, std = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+    images = zarr.open_group(src, mode="r")["images"]
+    n, c, h, w = images.shape
+    kernels = crop_to_flux(MoffatPSF(MoffatPSF.Config(beta=beta, fwhm=2.0)).kernels(c, h, w)).float()
+    size = (padded_size(h, kernels.shape[-2]), padded_size(w, kernels.shape[-1]))
+    spectrum = torch.fft.rfft2(kernels, s=size)
+    cy, cx = kernels.shape[-2] // 2, kernels.shape[-1] // 2
+    rows = images.chunks[0]
+    out = zarr.create_array(dst, shape=images.shape, chunks=images.chunks, dtype="float32",
+                            compressors=Crc32cCodec())
+    generator = torch.Generator().manual_seed(0)
+    for lo in range(0, n, rows):
+        x = torch.from_numpy(images[lo:lo + rows])
+        y = torch.fft.irfft2(torch.fft.rfft2(x, s=size).mul_(spectrum), s=size)[..., cy:cy + h, cx:cx + w]
+        y = y + std * torch.randn(y.shape, generator=generator)
+        out[lo:lo + rows] = y.numpy()
+""")
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def whole_commands(n: int, size: int, bands: int, beta: float, std: float, repeats: int, busy: bool) -> None:
+    """Whole ``galaug degrade`` commands against the floor script, in fresh processes, interleaved."""
+    import galaug
+    from galaug.data import make_entry
+
+    galaug_bin = str(Path(sys.executable).with_name("galaug"))
+    spec = f"psf:moffat(fwhm=2, beta={beta})|noise:gaussian(std={std})"
+    env = {**os.environ, "GALAUG_PROGRESS": "0"}
+    env.pop("OMP_NUM_THREADS", None)
+    with tempfile.TemporaryDirectory(dir=".") as tmp:
+        src = Path(tmp) / "in.zarr"
+        floor_py = Path(tmp) / "floor.py"
+        floor_py.write_text(FLOOR)
+        with galaug.create_dataset(src, bands=[f"b{i}" for i in range(bands)], image_size=size, n=n,
+                                   provenance=make_entry("benchmark")) as w:
+            for lo in range(0, n, 1024):
+                w.append(make_images(min(1024, n - lo), bands, size, seed=lo))
+        gb = n * bands * size * size * 4 / 1e9
+        print(f"\nwhole commands on {n} images of {bands} x {size} x {size} ({gb:.2f} GB), {spec}, best of {repeats}:")
+
+        def run(name: str, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> float:
+            out = Path(tmp) / "out.zarr"
+            shutil.rmtree(out, ignore_errors=True)
+            if name == "floor":
+                cmd = [sys.executable, str(floor_py), str(src), str(out), str(beta), str(std)]
+            else:
+                cmd = [galaug_bin, "degrade", str(src), str(out), "--degrade", spec, "--device", "cpu", *args]
+            return _timed(cmd, {**env, **(extra_env or {})})
+
+        cases = {"floor script": lambda: run("floor"),
+                 "galaug degrade": lambda: run("galaug"),
+                 "galaug degrade --copy-clean": lambda: run("galaug", args=("--copy-clean",))}
+        best: dict[str, float] = {}
+        for _ in range(repeats):
+            for name, case in cases.items():
+                best[name] = min(best.get(name, float("inf")), case())
+        for name, t in best.items():
+            print(f"  {name:<36} {t:6.2f} s  {t / best['floor script']:5.2f}x the floor")
+        if not busy:
+            return
+        burner = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+            import torch
+            a = torch.randn(512, 512)
+            while True:
+                a = (a @ a).tanh_()
+        """)], env={**env, "OMP_NUM_THREADS": str(os.cpu_count() or 2)})
+        try:
+            time.sleep(2)
+            cases = {"busy: galaug degrade (passive waits)": lambda: run("galaug"),
+                     "busy: OMP_WAIT_POLICY=ACTIVE (before)": lambda: run("galaug", {"OMP_WAIT_POLICY": "ACTIVE"}),
+                     "busy: galaug degrade --threads 1": lambda: run("galaug", args=("--threads", "1"))}
+            best = {}
+            for _ in range(repeats):
+                for name, case in cases.items():
+                    best[name] = min(best.get(name, float("inf")), case())
+        finally:
+            burner.kill()
+        one = best["busy: galaug degrade --threads 1"]
+        print("beside another job that keeps every core busy:")
+        for name, t in best.items():
+            print(f"  {name:<36} {t:6.2f} s  {t / one:5.2f}x one thread")
+
+
+def noise_streams(n: int, bands: int, size: int, repeats: int) -> None:
+    """Per-image cost of per-sample torch generators (galaug) against numpy's Philox keyed by the seed."""
+    from galaug.degrade.noise import _generators, _standard_normal
+
+    x = torch.zeros(n, bands, size, size)
+    seeds = torch.arange(n)
+    best = {}
+    for _ in range(repeats):
+        for threads in sorted({1, torch.get_num_threads()}):
+            torch.set_num_threads(threads)
+            t = time.perf_counter()
+            _standard_normal(x, _generators(x, seeds))
+            best["torch", threads] = min(best.get(("torch", threads), 1e9), time.perf_counter() - t)
+        t = time.perf_counter()
+        for s in range(n):
+            np.random.Generator(np.random.Philox(key=s)).standard_normal((bands, size, size), dtype=np.float32)
+        best["philox", 1] = min(best.get(("philox", 1), 1e9), time.perf_counter() - t)
+    print(f"\nGaussian noise per image ({bands} x {size} x {size}), best of {repeats}:")
+    for (name, threads), t in sorted(best.items()):
+        label = "torch generator per sample" if name == "torch" else "numpy Philox keyed by the seed"
+        print(f"  {label:<32} {threads} thread{'s' if threads > 1 else ' '} {t / n * 1e6:7.1f} us/image")
 
 
 if __name__ == "__main__":

@@ -238,14 +238,15 @@ def sharded_writer(out: str | Path, n: int, **writer_kwargs: Any) -> Iterator[tu
     from galaug.data.writer import DatasetWriter, ShardWriter
 
     if world_size() == 1:
-        with DatasetWriter(out, **writer_kwargs) as writer:
+        with DatasetWriter(out, n=n, **writer_kwargs) as writer:
             yield writer, 0, n
         return
     main, error, writer = is_main(), None, None
     if main:
         try:
-            writer = DatasetWriter(out, **writer_kwargs)
-            writer.presize(n)
+            # small members chunked in the rows of images, so that each rank's range is whole chunks of every member
+            writer = DatasetWriter(out, n=n, _small_chunks=False, **writer_kwargs)
+            writer.sharded = True
         except GalaugError as exc:
             error = exc
     info = broadcast((str(writer.tmp), writer.chunk_rows, len(writer.origin_names)) if writer is not None
@@ -312,7 +313,9 @@ def launch(nproc: int, argv: Sequence[str], *, grace_s: float = 10.0) -> int:
 
     env = {**os.environ, "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc), "GROUP_RANK": "0",
            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    from galaug.threads import available_cores
+
+    env.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // nproc)))
     if sys.stderr.isatty():
         env.setdefault("GALAUG_PROGRESS", "1")  # rank 0's bars, through the pipe
     errors: list[list[str]] = [[] for _ in range(nproc)]

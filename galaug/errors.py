@@ -10,7 +10,7 @@ from collections.abc import Callable
 from types import ModuleType
 
 __all__ = ["GalaugError", "DatasetError", "ConfigError", "PluginError", "ParamError", "require", "one_line",
-           "describe", "short"]
+           "describe", "short", "worker_message"]
 
 
 class GalaugError(Exception):
@@ -73,9 +73,29 @@ def one_line(text: str, limit: int | None = 300) -> str:
     return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
+def worker_message(text: str) -> str:
+    """The message itself of an exception re-raised from a torch ``DataLoader`` worker, else ``text``.
+
+    torch re-raises a worker's exception as the same type with the worker's
+    whole traceback as its message, ending ``module.Type: message``.
+    """
+    if not (text.startswith("Caught ") and "\nOriginal Traceback" in text):
+        return text
+    lines = text.rstrip().splitlines()
+    frames = [i for i, line in enumerate(lines) if line.startswith('  File "')]
+    i = frames[-1] + 1 if frames else len(lines) - 1
+    while i < len(lines) - 1 and lines[i][:1].isspace():  # the last frame's source line and its ^^^ marks
+        i += 1
+    _, sep, message = "\n".join(lines[i:]).partition(": ")
+    return message if sep else ""
+
+
 def describe(exc: BaseException, limit: int | None = 300) -> str:
-    """``Type: message`` of an exception on one line (its message cut to ``limit``), for an error line."""
-    text = one_line(str(exc), limit)
+    """``Type: message`` of an exception on one line (its message cut to ``limit``), for an error line.
+
+    An exception re-raised from a ``DataLoader`` worker gets its own message, not the worker's traceback.
+    """
+    text = one_line(worker_message(str(exc)), limit)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

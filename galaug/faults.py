@@ -27,6 +27,8 @@ POINTS = {
     "dataset.renamed": "the new output is in place, the old one (with --overwrite) not yet removed",
     "checkpoint.write": "a checkpoint file is fully written under its temporary name, not yet renamed",
     "train.step": "a training step is done (K counts them), before its metrics and checkpoint",
+    "export.file": "a FITS file of galaug export is written into the temporary folder (K counts them)",
+    "analyze.results": "an analysis wrote its figures into the temporary folder, report.json not yet",
 }
 
 

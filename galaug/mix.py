@@ -155,27 +155,28 @@ class _RowStream:
         self.seed, self.truncation, self.block = seed, truncation, block
         self.pos = 0
 
-    def take(self, k: int) -> dict[str, np.ndarray]:
-        """The next ``k`` requested rows, as arrays."""
+    def take(self, k: int, into: dict[str, np.ndarray], at: np.ndarray) -> None:
+        """Put the next ``k`` requested rows of each field (and their row numbers as ``index``) at rows ``at``
+        of the arrays ``into``: one read per block of the source, one copy into place."""
         rows = self.rows[self.pos:self.pos + k]
         self.pos += k
         if len(rows) == 0:
-            return {"images": np.empty((0, *self.image_shape), np.float32), "index": rows}
+            return
+        into["index"][at] = rows
         if self.model is not None:  # generate on the fly: rows are sample numbers of (seed, row)
             out = self.model.sample(rows=rows.tolist(), seed=self.seed, truncation=self.truncation)
-            return {"images": out["images"].float().cpu().numpy(), "latents": out["w"].float().cpu().numpy(),
-                    "z": out["z"].float().cpu().numpy(), "index": rows}
-        parts = []
+            for field, key in (("images", "images"), ("latents", "w"), ("z", "z")):
+                if field in into:
+                    into[field][at] = out[key].float().cpu().numpy()
+            return
         i = 0
         while i < len(rows):  # one contiguous read per run of rows that fits a block
             start = rows[i]
             j = np.searchsorted(rows, start + self.block, side="left")
             block = self.ds.read(int(start), int(rows[j - 1]) + 1, fields=self.fields)
-            parts.append({f: a[rows[i:j] - start] for f, a in block.items()})
+            for f, a in block.items():
+                into[f][at[i:j]] = a[rows[i:j] - start]
             i = j
-        joined = {f: np.concatenate([p[f] for p in parts]) for f in self.fields}
-        joined["index"] = rows
-        return joined
 
 
 def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | None = None,
@@ -253,7 +254,7 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
     z_dim = (model.z_dim if model is not None else gen_ds.z_dim) if keep_latents else None
     writer = create_dataset(out, bands=real_ds.bands, image_size=(h, w), pixel_scale=real_ds.meta.get("pixel_scale"),
                             flux_unit=real_ds.flux_unit, latent_dim=latent_dim, z_dim=z_dim or None,
-                            provenance=entry, parents=parents, overwrite=overwrite)
+                            provenance=entry, parents=parents, overwrite=overwrite, n=len(plan.order))
     streams = (_RowStream(real_ds, plan.real_rows, ("images",), image_shape=real_ds.image_shape),
                _RowStream(gen_ds, plan.gen_rows, gen_fields, image_shape=real_ds.image_shape, model=model, seed=seed,
                           truncation=truncation))
@@ -265,16 +266,26 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
     with writer, progress(total=len(plan.order), desc="mix") as bar:
         for start in range(0, len(plan.order), window):
             origins = plan.order[start:start + window]
-            parts = [streams[o].take(int((origins == o).sum())) for o in (0, 1)]
-            images = np.concatenate([parts[0]["images"], parts[1]["images"]])
-            index = np.concatenate([parts[0]["index"], parts[1]["index"]])
-            origin = np.concatenate([np.zeros(len(parts[0]["index"]), np.uint8), np.ones(len(parts[1]["index"]), np.uint8)])
-            perm = rng.permutation(len(images))
-            extra = {k: parts[1][k][perm] for k in ("latents", "z") if keep_latents and (k == "latents" or z_dim)}
-            writer.append(images[perm], origin=origin[perm], index=index[perm], **extra)
-            bar.update(len(images))
-            if model is not None and len(parts[1]["index"]):
-                seen.add(parts[1]["images"], parts[1]["index"])
+            m, n_real = len(origins), int((origins == 0).sum())
+            # the window's real rows, then its generated rows, in a random order: concatenated row i goes to
+            # row place[i] of the window, written there straight from the sources
+            perm = rng.permutation(m)
+            place = np.empty(m, dtype=np.int64)
+            place[perm] = np.arange(m)
+            out = {"images": np.empty((m, c, h, w), np.float32), "index": np.empty(m, np.int64),
+                   "origin": np.zeros(m, np.uint8)}
+            out["origin"][place[n_real:]] = 1
+            if keep_latents:
+                out["latents"] = np.empty((m, latent_dim), np.float32)
+                if z_dim:
+                    out["z"] = np.empty((m, z_dim), np.float32)
+            streams[0].take(n_real, {"images": out["images"], "index": out["index"]}, place[:n_real])
+            streams[1].take(m - n_real, out, place[n_real:])
+            writer.append(out["images"], origin=out["origin"], index=out["index"],
+                          **{k: out[k] for k in ("latents", "z") if k in out})
+            bar.update(m)
+            if model is not None and m > n_real:
+                seen.add(out["images"][place[n_real:]], out["index"][place[n_real:]])
         if model is not None and plan.n_gen:  # raising here writes nothing
             checked = quality.gate(seen.result(), training, allow_outliers=allow_outliers,
                                    where=f"the images of {generator} are", source=source)

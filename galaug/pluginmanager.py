@@ -17,6 +17,7 @@ import dataclasses
 import importlib
 import importlib.metadata
 import os
+import re
 from typing import Any
 
 import pluggy
@@ -200,8 +201,13 @@ class PluginManager:
 
         The innermost frame of the traceback that lies in a plugin's package
         (the plugin module's, or that of a component it registered) names the
-        plugin; galaug's core package is never blamed.
+        plugin; galaug's core package is never blamed. An exception raised in
+        a worker process (a ``multiprocessing`` or ``concurrent.futures``
+        pool, a torch ``DataLoader`` worker) and re-raised here carries the
+        worker's traceback as text only: its frames, which lie inside the
+        frames of this process, are searched first, by file.
         """
+        import sys
         import traceback
         import types
 
@@ -213,11 +219,41 @@ class PluginManager:
             if isinstance(plugin.obj, types.ModuleType):
                 owners.setdefault(plugin.obj.__name__.partition(".")[0], plugin.name)
         owners.pop("galaug", None)
+        places = []  # (folder or file of a plugin's top-level module, plugin name)
+        for module, owner in owners.items():
+            loaded = sys.modules.get(module)
+            for where in getattr(loaded, "__path__", None) or [getattr(loaded, "__file__", None)]:
+                if where:
+                    places.append((os.path.normcase(os.path.abspath(where)), owner))
+        for filename in reversed(_worker_frames(exc)):
+            filename = os.path.normcase(os.path.abspath(filename))
+            for where, owner in places:
+                if (filename == where or filename.startswith(where + os.sep)) and owner in self.plugins:
+                    return self.plugins[owner]
         for frame, _ in reversed(list(traceback.walk_tb(exc.__traceback__))):
             owner = owners.get(str(frame.f_globals.get("__name__", "")).partition(".")[0])
             if owner is not None and owner in self.plugins:
                 return self.plugins[owner]
         return None
+
+
+_FRAME_LINE = re.compile(r'^\s*File "([^"]+)", line \d+', re.MULTILINE)
+
+
+def _worker_frames(exc: BaseException) -> list[str]:
+    """The files of the frames, outermost first, of the worker traceback that ``exc`` carries as text.
+
+    ``multiprocessing`` and ``concurrent.futures`` pools set the worker's
+    formatted traceback as the ``__cause__`` of the exception they re-raise
+    (an exception with the text in ``tb``); torch puts it into the message
+    (``Caught X in DataLoader worker process N. Original Traceback ...``).
+    """
+    texts = [getattr(exc.__cause__, "tb", None)]
+    try:
+        texts.append(str(exc))
+    except Exception:  # a plugin's exception whose __str__ is broken too
+        pass
+    return [name for text in texts if isinstance(text, str) for name in _FRAME_LINE.findall(text)]
 
 
 class _FilteredRegistrar(Registrar):

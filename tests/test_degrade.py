@@ -20,7 +20,8 @@ from hypothesis import given, settings, strategies as st
 from galaug import open_dataset
 from galaug.degrade import derive_seeds, parse_pipeline
 from galaug.degrade.noise import CCDNoise, GaussianNoise, PoissonNoise
-from galaug.degrade.psf import GaussianPSF, KernelPSF, MoffatPSF, _separable_is_cheaper, fft_convolve
+from galaug.degrade.psf import GaussianPSF, KernelPSF, MoffatPSF, _separable_is_cheaper, crop_to_flux, fft_convolve
+from conftest import galaxy_images
 from galaug.degrade.resample import Resample
 from galaug.errors import ConfigError
 from galaug.kinds import Degradation
@@ -104,6 +105,26 @@ def test_psf_convolution_is_linear_not_circular():
     assert out[-1, -1] < out[-8, -8] and out.min() > -1e-12
 
 
+@pytest.mark.parametrize("beta", [2.5, 3.5, 4.765])
+def test_the_fft_is_sized_by_where_the_kernel_flux_ends_and_stays_within_1e5_of_the_direct_convolution(beta):
+    from scipy.signal import convolve
+
+    psf = MoffatPSF(MoffatPSF.Config(beta=beta, fwhm=2.0))
+    images = torch.from_numpy(galaxy_images(3, bands=2, size=64)).double()
+    out = psf.apply(images, seeds(3))
+    full = psf.kernels(2, 64, 64).numpy()  # sampled out to the image size: the exact linear convolution
+    for b in range(3):
+        for c in range(2):
+            direct = convolve(images[b, c].numpy(), full[c], mode="same", method="direct")
+            assert np.abs(out[b, c].numpy() - direct).max() <= 1e-5 * np.abs(direct).max()
+    _, spectrum, size, _ = psf._cache[next(iter(psf._cache))]
+    expected = {2.5: 128, 3.5: 96, 4.765: 80}[beta]  # 64 + the half-size holding all but 1e-6 of the flux
+    assert size == (expected, expected)
+    kernels = crop_to_flux(torch.from_numpy(full))
+    assert kernels.shape[-1] < full.shape[-1] and (kernels.shape[-1] - 1) // 2 <= size[0] - 64
+    assert kernels.sum(dim=(-2, -1)).sub(1).abs().max() < 1e-12
+
+
 def test_psf_kernels_are_sampled_at_pixel_centres_and_normalised():
     kernel = GaussianPSF(GaussianPSF.Config(sigma=1.5)).kernels(1, 32, 32)[0]
     assert kernel.sum() == pytest.approx(1.0, abs=1e-12)
@@ -153,10 +174,12 @@ def test_kernel_psf_from_fits_matches_the_analytic_psf(tmp_path):
     planes = [7.0 * np.pad(small, (len(large) - len(small)) // 2), 7.0 * large]  # not normalised
     image = blob(24, bands=2)
     shared = KernelPSF(KernelPSF.Config(file=_write_fits(tmp_path / "k2.fits", planes[1])))
-    torch.testing.assert_close(shared.apply(image, seeds(1)), gaussians[1].apply(image, seeds(1)))
+    # the file's kernel is cut where all but 1e-6 of its flux lies (crop_to_flux): within 1e-5 of the peak
+    expected = gaussians[1].apply(image, seeds(1))
+    torch.testing.assert_close(shared.apply(image, seeds(1)), expected, rtol=0, atol=1e-5 * expected.abs().max())
     per_band = KernelPSF(KernelPSF.Config(file=_write_fits(tmp_path / "k3.fits", np.stack(planes))))
     expected = torch.cat([g.apply(image[:, i:i + 1], seeds(1)) for i, g in enumerate(gaussians)], dim=1)
-    torch.testing.assert_close(per_band.apply(image, seeds(1)), expected)
+    torch.testing.assert_close(per_band.apply(image, seeds(1)), expected, rtol=0, atol=1e-5 * expected.abs().max())
     with pytest.raises(ConfigError, match="2 kernel planes but the images have 3 bands"):
         per_band.apply(blob(24, bands=3), seeds(1))
 
@@ -574,7 +597,7 @@ def test_docs_describe_every_option_of_every_degradation_and_of_the_command(regi
     reference = re.search(r"^## galaug degrade\b(.*?)(?=^## |\Z)", (docs / "cli.md").read_text(), flags=re.M | re.S)
     assert reference, "docs/cli.md has no section for galaug degrade"
     for param in degrade_cmd.params:
-        if isinstance(param, click.Option):
+        if isinstance(param, click.Option) and param.name != "threads":  # --threads: in the vocabulary
             assert f"- `{max(param.opts, key=len)}`" in reference.group(1)
 
 
@@ -587,3 +610,25 @@ def test_pipeline_runs_on_cuda_like_on_cpu(registry):
     clean = parse("psf:moffat(beta=3, fwhm=2.5)|resample(scale=2)", registry)
     torch.testing.assert_close(clean.apply(images.cuda(), 1).cpu(), clean.apply(images, 1), rtol=1e-4, atol=1e-4)
     assert torch.equal(out, pipeline.apply(images.cuda(), 1))
+
+
+@pytest.mark.parametrize("spec", ["noise:gaussian(std=2)", "noise:poisson(gain=0.5)",
+                                  "noise:ccd(sky_level=10, gain=2, read_noise=3)"])
+def test_noise_is_the_same_for_any_number_of_threads_and_any_batch_size(spec):
+    from galaug.degrade import parse_pipeline
+
+    pipeline = parse_pipeline(spec)
+    images = torch.from_numpy(galaxy_images(37, bands=2, size=16)).clamp(min=0)
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            outs.append(pipeline.apply(images, torch.arange(37) * 7919))
+        torch.set_num_threads(2)
+        halves = torch.cat([pipeline.apply(images[:20], torch.arange(20) * 7919),
+                            pipeline.apply(images[20:], torch.arange(20, 37) * 7919)])
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(outs[0], o) for o in outs[1:]) and torch.equal(outs[0], halves)
+    assert not torch.equal(outs[0], images)

@@ -1,12 +1,14 @@
-"""Killed at any point: simulate, ingest, degrade, mix, generate and train are SIGKILLed, then rerun.
+"""Killed at any point: simulate, ingest, degrade, mix, generate, train, task train, split, export, analyze and
+report are SIGKILLed, then rerun.
 
 Each case runs a real ``galaug`` command in its own process with
 ``GALAUG_FAULT=POINT[:K]`` (``galaug/faults.py``), so that it kills itself
 with SIGKILL there, or kills it at a seeded random moment, and then checks
-what is on disk: no dataset under the final name (with ``--overwrite``: the
-complete old one, or the complete new one once renamed), and a rerun that
-succeeds and writes exactly what an uninterrupted run writes, leaving
-nothing else behind. A killed training is resumed and must end with
+what is on disk: no output (dataset, FITS folder, analysis folder, report
+page) under the final name (with ``--overwrite``: the complete old one, or
+the complete new one once renamed), and a rerun that succeeds and writes
+exactly what an uninterrupted run writes, leaving nothing else behind. A
+killed training (a generator's or a task's) is resumed and must end with
 bit-identical weights, optimiser state and RNG state.
 
 The processes are forked from one "zygote" that has imported torch and
@@ -80,10 +82,12 @@ def _zygote() -> None:
     from galaug.registry import component_version
 
     torch.set_num_threads(1)
-    for kind, name in (("generator", "alae"), ("source", "sersic"), ("source", "npy")):
+    for kind, name in (("generator", "alae"), ("source", "sersic"), ("source", "npy"), ("task", "denoise"),
+                       ("analysis", "memorisation")):
         component_version(get_manager().get(kind, name))  # reads the installed packages' metadata once
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # imports torch._dynamo here, not in every child
-    import matplotlib.pyplot  # noqa: F401 - for the sample grids
+    import astropy.io.fits  # noqa: F401 - for export
+    import matplotlib.pyplot  # noqa: F401 - for the sample grids and the analysis' figures
 
     print("ready", flush=True)
     while line := sys.stdin.readline():
@@ -353,6 +357,206 @@ def test_training_killed_at_a_random_moment_resumes_identical(runs, inputs, tmp_
     assert_same_training(run, inputs["train_ref"])
 
 
+# -- task train, split, export, analyze, report -----------------------------------------------
+
+EPOCHS = 4
+TASK = ["--degrade", "noise:gaussian(std=1)", "--device", "cpu", "--seed", 3,
+        *[x for item in ("width=4", "blocks=1", "batch_size=8", f"epochs={EPOCHS}", "holdout=0", "checkpoint_every=2",
+                         "max_steps_per_epoch=2", "normalize_samples=32") for x in ("--set", item)]]
+# two steps an epoch; best.pt every epoch (no held-out part), ckpt-2 and ckpt-4: checkpoint.write K = 1 to 6 is
+# best 1, best 2, ckpt 2, best 3, best 4, ckpt 4
+REPORT = """title = "kill"
+[[section]]
+title = "memorisation"
+analysis = "mem"
+"""
+
+
+def fill_in(args, folder: Path) -> list[str]:
+    return [str(a).replace("{dir}", str(folder)) for a in args]
+
+
+@pytest.fixture(scope="module")
+def outputs(inputs):
+    """The other commands' arguments (``{dir}`` for the test's folder), reference outputs and warm run times."""
+    root, refs = inputs["root"], inputs["refs"] / "outputs"
+    refs.mkdir()
+    r16 = root / "r16.zarr"
+    (refs / "report.toml").write_text(REPORT)
+    args = {
+        "split": ["split", r16, "--val", "0.25", "--seed", 2, "--train-out", "{dir}/train.zarr",
+                  "--val-out", "{dir}/val.zarr"],
+        "export": ["export", r16, "{dir}/fits", "--limit", 12],
+        "analyze": ["analyze", "memorisation", r16, refs / "train.zarr", refs / "val.zarr", "{dir}/mem"],
+        "report": ["report", refs / "report.toml", "{dir}/report.html"],
+        "task": ["task", "train", "denoise", r16, "--run-dir", "{dir}", *TASK],
+    }
+    seconds = {}
+    for name, a in args.items():  # in this order: analyze reads the split, report the analysis
+        t = time.perf_counter()
+        res = galaug_cli(*fill_in(a, refs))
+        seconds[name] = time.perf_counter() - t
+        assert res.exit_code == 0, res.output
+    (task_ref,) = refs.glob("0*-denoise-*")
+    return {"args": args, "refs": refs, "task_ref": task_ref, "seconds": seconds, "r16": r16}
+
+
+#: what each command writes in the test's folder
+FINAL = {"split": ["train.zarr", "val.zarr"], "export": ["fits"], "analyze": ["mem"], "report": ["report.html"]}
+
+
+def make_old(command: str, folder: Path) -> None:
+    """A complete previous output under the final name, for --overwrite."""
+    if command == "report":
+        (folder / "report.html").write_text("old page")
+    else:
+        (folder / FINAL[command][0]).mkdir()
+        (folder / FINAL[command][0] / "old.txt").write_text("old")
+
+
+def is_old(command: str, folder: Path) -> bool:
+    if command == "report":
+        return (folder / "report.html").read_text() == "old page"
+    return sorted(p.name for p in (folder / FINAL[command][0]).iterdir()) == ["old.txt"]
+
+
+def assert_same_output(command: str, folder: Path, reference: Path) -> None:
+    """What an uninterrupted run writes (the analysis' timing aside)."""
+    if command == "split":
+        for name in FINAL["split"]:
+            assert_same_data(folder / name, reference / name)
+        return
+    got, want = folder / FINAL[command][0], reference / FINAL[command][0]
+    if command == "report":
+        assert got.read_bytes() == want.read_bytes()
+        return
+    assert sorted(p.name for p in got.iterdir()) == sorted(p.name for p in want.iterdir())
+    if command == "export":
+        for p in want.iterdir():
+            assert (got / p.name).read_bytes() == p.read_bytes(), p.name
+        return
+    a, b = (json.loads((f / "report.json").read_text())["results"] for f in (got, want))
+    a.pop("timing"), b.pop("timing")
+    assert a == b
+    with np.load(got / "nearest.npz") as x, np.load(want / "nearest.npz") as y:
+        assert x.files == y.files and all(np.array_equal(x[k], y[k]) for k in x.files)
+
+
+OUTPUT_CASES = [
+    ("split", "dataset.start:2", False),    # both temporaries started: nothing under either name
+    ("split", "dataset.rename:2", False),   # train in place, val complete but not yet: the rerun finishes the pair
+    ("export", "export.file:5", False),
+    ("export", "dataset.rename", True),     # replacing a folder: the old one stays whole
+    ("export", "dataset.renamed", True),    # the new one is in place, the old one not yet removed
+    ("analyze", "analyze.results", False),  # the figures are written, report.json not yet
+    ("analyze", "dataset.rename", True),
+    ("report", "dataset.rename", True),     # the page is written under its temporary name
+    ("report", "dataset.renamed", True),
+]
+
+
+@pytest.mark.parametrize(("command", "fault", "overwrite"), OUTPUT_CASES,
+                         ids=[f"{c}-{f}{'-overwrite' if o else ''}" for c, f, o in OUTPUT_CASES])
+def test_killed_output_command_leaves_old_or_new_output_and_a_rerun_writes_the_same(runs, outputs, tmp_path, command,
+                                                                                    fault, overwrite):
+    args = fill_in(outputs["args"][command], tmp_path)
+    if overwrite:
+        make_old(command, tmp_path)
+        args.append("--overwrite")
+    assert runs.run(args, fault) == -signal.SIGKILL
+    assert hidden(tmp_path)  # what the killed writer left
+    if fault == "dataset.renamed":
+        assert_same_output(command, tmp_path, outputs["refs"])
+    elif overwrite:
+        assert is_old(command, tmp_path)
+    elif fault == "dataset.rename:2":  # one of the pair in place, complete
+        assert not (tmp_path / "val.zarr").exists()
+        assert_same_data(tmp_path / "train.zarr", outputs["refs"] / "train.zarr")
+    else:
+        assert not any((tmp_path / name).exists() for name in FINAL[command])
+    res = galaug_cli(*args)
+    assert res.exit_code == 0, res.output
+    assert_same_output(command, tmp_path, outputs["refs"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == FINAL[command]  # nothing else left behind
+
+
+@pytest.mark.parametrize("command", ["split", "export", "analyze", "report"])
+def test_output_command_killed_at_a_random_moment(runs, outputs, tmp_path, command):
+    """Old or new output at every moment (--overwrite but for split's pair), and a rerun writes the new one."""
+    args = fill_in(outputs["args"][command], tmp_path)
+    if command != "split":
+        make_old(command, tmp_path)
+        args.append("--overwrite")
+    runs.run(args, kill_when=lambda: bool(hidden(tmp_path)), window=outputs["seconds"][command],
+             rng=np.random.default_rng([13, len(command)]))
+    if command == "split":  # each of the pair complete where it is in place
+        there = [name for name in FINAL["split"] if (tmp_path / name).exists()]
+        for name in there:
+            assert_same_data(tmp_path / name, outputs["refs"] / name)
+    elif not is_old(command, tmp_path):
+        assert_same_output(command, tmp_path, outputs["refs"])
+    if command != "split" or len(there) < 2:
+        res = galaug_cli(*args)
+        assert res.exit_code == 0, res.output
+    assert_same_output(command, tmp_path, outputs["refs"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == FINAL[command]
+
+
+def test_split_replaces_only_the_half_that_the_same_split_left(outputs, tmp_path):
+    """The rerun of a split killed between its two renames replaces the one output in place without
+    --overwrite; one that another split left (other seed) is refused as usual."""
+    args = fill_in(outputs["args"]["split"], tmp_path)
+    other = [*args[:5], 5, *args[6:]]  # --seed 5
+    assert galaug_cli(*other).exit_code == 0
+    shutil.rmtree(tmp_path / "val.zarr")
+    res = galaug_cli(*args)
+    assert res.exit_code == 2 and "output exists" in res.stderr
+    assert galaug_cli(*other).exit_code == 0  # the same split: the half in place is replaced
+    assert galaug_cli(*args, "--overwrite").exit_code == 0
+    assert_same_output("split", tmp_path, outputs["refs"])
+
+
+def assert_same_task_training(run: Path, reference: Path) -> None:
+    """Bit-identical last checkpoint and best.pt; every epoch logged once; no stray files among the checkpoints."""
+    for name in (f"ckpt-{EPOCHS:06d}.pt", "best.pt"):
+        a, b = (_flat(torch.load(r / "checkpoints" / name, weights_only=True)) for r in (run, reference))
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            same = torch.equal(value, b[key]) if isinstance(value, torch.Tensor) else value == b[key]
+            assert same, f"{name}: {key}"
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, EPOCHS + 1))
+    assert all(re.fullmatch(r"ckpt-\d+\.pt|best\.pt", p.name) for p in (run / "checkpoints").iterdir())
+
+
+TASK_CASES = [
+    ("checkpoint.write:6", [2]),  # while writing the checkpoint of epoch 4: resumes from epoch 2
+    ("checkpoint.write:4", [2]),  # while writing best.pt of epoch 3
+    ("train.step:5", [2]),        # in epoch 3, between two checkpoints
+    ("train.step:2", []),         # before the first checkpoint: starts again from epoch 0
+]
+
+
+@pytest.mark.parametrize(("fault", "checkpoints"), TASK_CASES, ids=[f for f, _ in TASK_CASES])
+def test_killed_task_training_resumes_and_ends_identical(runs, outputs, tmp_path, fault, checkpoints):
+    assert runs.run(fill_in(outputs["args"]["task"], tmp_path), fault) == -signal.SIGKILL
+    (run,) = tmp_path.iterdir()
+    assert [int(p.stem[5:]) for p in sorted(run.glob("checkpoints/ckpt-*.pt"))] == checkpoints
+    res = galaug_cli("task", "train", "denoise", outputs["r16"], "--resume", run, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert_same_task_training(run, outputs["task_ref"])
+
+
+@pytest.mark.parametrize("repetition", range(2))
+def test_task_training_killed_at_a_random_moment_resumes_identical(runs, outputs, tmp_path, repetition):
+    runs.run(fill_in(outputs["args"]["task"], tmp_path), kill_when=lambda: any(tmp_path.glob("*/*.jsonl")),
+             window=outputs["seconds"]["task"], rng=np.random.default_rng([17, repetition]))
+    (run,) = tmp_path.iterdir()
+    res = galaug_cli("task", "train", "denoise", outputs["r16"], "--resume", run, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert_same_task_training(run, outputs["task_ref"])
+
+
 # -- the points ------------------------------------------------------------------------------
 
 def test_every_fault_point_is_marked_in_the_code_and_tested_here():
@@ -361,7 +565,8 @@ def test_every_fault_point_is_marked_in_the_code_and_tested_here():
     for path in [*root.glob("galaug/**/*.py"), *root.glob("plugins/*/galaug_*/**/*.py")]:
         marked |= set(re.findall(r"faults\.point\(\"([^\"]+)\"\)", path.read_text()))
     assert marked == set(faults.POINTS)
-    tested = {f.partition(":")[0] for _, f, _ in CASES} | {f.partition(":")[0] for f, _ in TRAIN_CASES}
+    tested = {f.partition(":")[0] for _, f, _ in [*CASES, *OUTPUT_CASES]} | \
+        {f.partition(":")[0] for f, _ in [*TRAIN_CASES, *TASK_CASES]}
     assert tested == set(faults.POINTS)
 
 

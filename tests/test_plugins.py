@@ -16,7 +16,7 @@ import click
 import pytest
 
 from galaug import PluginError
-from galaug.kinds import Generator, Source
+from galaug.kinds import Analysis, Generator, Simulator, Source
 from galaug.pluginmanager import PluginManager
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -316,3 +316,88 @@ def test_building_the_cli_and_listing_plugins_import_neither_torch_nor_zarr_nor_
     loaded, names = out.stdout.splitlines()
     assert loaded == "[]"
     assert names == "galaug.data.dataset galaug.generators"  # the lazy names still resolve
+
+
+# -- a plugin's bug inside a worker process -----------------------------------------------------------
+
+class WorkerBugSimulator(Simulator):
+    """A simulator whose ``draw`` fails; with ``--workers 2`` it fails in a spawned pool worker."""
+
+    name = "worker-bug"
+    Config = ToyConfig
+
+    def layout(self):
+        import astropy.units as u
+
+        from galaug.kinds import Layout
+
+        return Layout(bands=("r",), image_size=8, pixel_scale=0.2 * u.arcsec)
+
+    def draw(self, rows, *, seed):
+        return {"images": 1}["imgs"], None  # the bug: a KeyError
+
+
+class _BuggyBatches:
+    """A map-style dataset whose items fail (read in a DataLoader worker)."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        raise ValueError(f"item {i} is\nbroken")
+
+
+class WorkerBugAnalysis(Analysis):
+    """An analysis reading through a torch DataLoader with one worker process, which fails."""
+
+    name = "worker-bug"
+    Config = ToyConfig
+
+    def run(self, inputs, out_dir, *, seed):
+        import torch
+
+        for _ in torch.utils.data.DataLoader(_BuggyBatches(), batch_size=None, num_workers=1):
+            pass
+        return {}
+
+
+def _bug_line(plugin, error: str) -> str:
+    return (f"Error: plugin {plugin.name!r} ({plugin.distribution} {plugin.version}) failed: {error}. "
+            "That is a bug in the plugin; GALAUG_TRACEBACK=1 shows where")
+
+
+def test_a_plugins_bug_in_a_pool_worker_names_the_plugin(galaug_plugins, tmp_path):
+    """The same line and exit status (1) as in the main process: the pool re-raises the exception in
+    galaug's code, and the plugin is found in the worker's traceback."""
+    plugin = galaug_plugins.plugin(galaug_register=lambda register: register.source(WorkerBugSimulator))
+    out = tmp_path / "out.zarr"
+    for workers in (1, 2):
+        res = galaug_plugins.invoke("simulate", "worker-bug", out, "-n", 4, "--batch-size", 2, "--workers", workers)
+        assert res.exit_code == 1, res.output
+        assert res.stderr.strip().splitlines() == [_bug_line(plugin, "KeyError: 'imgs'")], workers
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_a_plugins_bug_in_a_dataloader_worker_is_one_line(galaug_plugins, make_dataset, tmp_path):
+    """torch re-raises a worker's exception with the worker's traceback as its message: the line says only
+    the message, as for a bug in the main process."""
+    plugin = galaug_plugins.plugin(galaug_register=lambda register: register.analysis(WorkerBugAnalysis))
+    res = galaug_plugins.invoke("analyze", "worker-bug", make_dataset(8).path, tmp_path / "out")
+    assert res.exit_code == 1, res.output
+    assert res.stderr.strip().splitlines() == [_bug_line(plugin, "ValueError: item 0 is broken")]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_worker_traceback_blames_the_innermost_plugin_frame_and_never_galaug(galaug_plugins):
+    """What a pool attaches (the worker's formatted traceback) is searched by file, innermost first."""
+    import multiprocessing.pool
+
+    import galaug.sources.simulate
+
+    plugin = galaug_plugins.plugin(galaug_register=lambda register: register.source(WorkerBugSimulator))
+    mine, core = __file__, galaug.sources.simulate.__file__
+    for frames, blamed in (([core, mine], plugin), ([mine, core], plugin), ([core], None), ([], None)):
+        exc = KeyError("imgs")
+        text = "".join(f'  File "{f}", line 1, in f\n    x\n' for f in frames)
+        exc.__cause__ = multiprocessing.pool.RemoteTraceback(f"\n\"\"\"\nTraceback (most recent call last):\n{text}")
+        assert galaug_plugins.manager.blame(exc) is blamed, frames

@@ -6,22 +6,9 @@ import sys
 
 import click
 
-from galaug.errors import GalaugError, describe
+from galaug.errors import GalaugError, describe, worker_message
 
 __all__ = ["make_cli", "main", "GalaugGroup"]
-
-
-def _one_line(message: str) -> str:
-    """The message itself, also for an error re-raised from a DataLoader worker.
-
-    torch re-raises a worker's exception as the same type with the worker's
-    whole traceback as its message, ending ``module.Type: message``.
-    """
-    if message.startswith("Caught ") and "\nOriginal Traceback" in message:
-        last = message.rstrip().splitlines()[-1]
-        _, sep, text = last.partition(": ")
-        return text if sep else last
-    return message
 
 
 class GalaugGroup(click.Group):
@@ -42,7 +29,7 @@ class GalaugGroup(click.Group):
         except GalaugError as exc:
             if getattr(exc, "quiet", False):  # another rank of this torchrun job reports it
                 raise click.exceptions.Exit(2) from None
-            exc_ = click.ClickException(_one_line(str(exc)))
+            exc_ = click.ClickException(worker_message(str(exc)))
             exc_.exit_code = 2
             raise exc_ from None
         except OSError as exc:
@@ -101,7 +88,19 @@ def make_cli(manager=None) -> click.Group:
         ctx.obj = manager
 
     manager.add_commands(cli)
+    _add_threads_option(cli)
     return cli
+
+
+def _add_threads_option(group: click.Group) -> None:
+    """``--threads`` on every command (plugins' too), ahead of its own options; see :mod:`galaug.threads`."""
+    from galaug.cli.options import threads_option
+
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _add_threads_option(command)
+        elif not any(p.name == "threads" for p in command.params):
+            threads_option(command)  # click.option appends the parameter to a built command
 
 
 def main(argv: list[str] | None = None) -> None:

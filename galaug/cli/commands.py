@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from galaug.cli.options import config_options, deprecated_alias, option_names, overwrite_option, seed_option
+from galaug import faults
+from galaug.cli.options import codec_option, config_options, deprecated_alias, option_names, overwrite_option, seed_option
 from galaug.errors import GalaugError
 
 __all__ = ["CORE_COMMANDS"]
@@ -227,6 +228,7 @@ def _info_run(path: Path, as_json: bool) -> None:
 @click.option("--val-out", default=None, help="Validation output [default: DATASET-val.zarr].")
 @seed_option(help="Seed of the choice of validation rows (recorded in the provenance).")
 @overwrite_option
+@codec_option
 def split_cmd(dataset: str, val: str, train_out: str | None, val_out: str | None, seed: int, overwrite: bool) -> None:
     """Split DATASET into disjoint train and validation datasets, chosen with --seed."""
     from galaug.data import split_dataset
@@ -359,6 +361,7 @@ def analyze_cmd(name: str, paths: tuple[str, ...], config_file: str | None, sets
     tmp.mkdir()
     try:
         results = cls(config).run([Path(p) for p in inputs], tmp, seed=seed)
+        faults.point("analyze.results")
         report = make_entry("analyze", plugin=f"analysis:{name}", plugin_version=entry.version,
                             config=config_to_dict(config), seed=seed, inputs=list(inputs),
                             parents=_dataset_ids(inputs))

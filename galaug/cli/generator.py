@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from galaug.cli.options import (config_options, deprecated_alias, device_option, echo, nproc_option, option_names,
+from galaug.cli.options import (codec_option, config_options, deprecated_alias, device_option, echo, nproc_option, option_names,
                                 overwrite_option, run_options, seed_option, train_plan)
 
 __all__ = ["train_cmd", "generate_cmd"]
@@ -87,6 +87,7 @@ def _conditions(ctx, param, value: tuple[str, ...]) -> dict[str, float]:
 @device_option
 @seed_option(help="Seed of the samples: sample r depends only on (seed, r) (recorded in the provenance).")
 @overwrite_option
+@codec_option
 @nproc_option
 def generate_cmd(name: str, run: str, output: str, count: int, truncation: float | None, batch_size: int,
                  edits: dict[str, float], directions: str | None, allow_outliers: bool, conditions: dict[str, float],

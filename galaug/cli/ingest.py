@@ -6,7 +6,7 @@ import dataclasses
 
 import click
 
-from galaug.cli.options import config_options, option_names, overwrite_option
+from galaug.cli.options import codec_option, config_options, option_names, overwrite_option
 
 __all__ = ["ingest_cmd"]
 
@@ -51,6 +51,7 @@ __all__ = ["ingest_cmd"]
               help="Unit of the pixel values, e.g. nJy [default: BUNIT when all agree, else unknown].")
 @config_options
 @overwrite_option
+@codec_option
 def ingest_cmd(src: str, out: str, format_: str, bands: str | None, size: int | None, fit: str | None,
                layout: str | None, hdu: str | None, on_bad: str, fill_value: float, pixel_scale: str | None, group: str | None,
                cutouts: str | None, resample: bool,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from galaug.cli.options import device_option, option_names, overwrite_option, seed_option
+from galaug.cli.options import codec_option, device_option, option_names, overwrite_option, seed_option
 
 __all__ = ["mix_cmd"]
 
@@ -30,6 +30,7 @@ __all__ = ["mix_cmd"]
 @device_option(help="Where --generator runs; auto picks cuda when available.")
 @seed_option(help="Seed of the choice of samples and their order (recorded in the provenance).")
 @overwrite_option
+@codec_option
 def mix_cmd(output: str, real_data: str, real: str | None, gen_data: str | None, generator: str | None,
             gen: str | None, alpha: float | None, size: int | None, replace: bool, truncation: float | None,
             allow_outliers: bool, assume_same_scale: bool, device: str, seed: int, overwrite: bool) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import click
 
-__all__ = ["config_options", "overwrite_option", "seed_option", "nproc_option", "device_option", "run_options",
+__all__ = ["config_options", "overwrite_option", "codec_option", "threads_option", "seed_option", "nproc_option", "device_option", "run_options",
            "train_plan", "echo", "option_names", "deprecated_alias"]
 
 
@@ -24,6 +24,44 @@ def overwrite_option(f):
     """``--overwrite``: replace an existing output, only once the new one is complete."""
     return click.option("--overwrite", is_flag=True,
                         help="Replace an existing output (only after the new one is complete).")(f)
+
+
+#: The chunk codecs of :data:`galaug.data.CODECS` (spelled out here so that building the CLI imports no Zarr;
+#: a test keeps the two equal).
+CODEC_NAMES = ("raw", "zstd", "blosc-lz4", "blosc-zstd")
+
+
+def _set_codec(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None and not ctx.resilient_parsing:
+        from galaug.data import set_default_codec
+
+        set_default_codec(value)
+
+
+def codec_option(f):
+    """``--codec NAME``: the chunk codec of the datasets the command writes (default raw: uncompressed)."""
+    return click.option("--codec", type=click.Choice(CODEC_NAMES), default=None, expose_value=False,
+                        callback=_set_codec,
+                        help="Chunk codec of the output (default raw: uncompressed with a checksum; "
+                             "see docs/dataset-format.md).")(f)
+
+
+def _set_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    if not ctx.resilient_parsing:
+        from galaug.threads import configure
+
+        configure(value)
+
+
+def threads_option(f):
+    """``--threads N``: CPU threads of the command (default: the cores it may use, shared among local ranks).
+
+    Added to every command by :func:`galaug.cli.make_cli`.
+    """
+    return click.option("--threads", type=click.IntRange(min=1), default=None, expose_value=False, is_eager=True,
+                        callback=_set_threads,
+                        help="CPU threads to use [default: the cores this process may use, divided among "
+                             "the processes of --nproc].")(f)
 
 
 def seed_option(f=None, *, help: str = "Seed of every random step."):

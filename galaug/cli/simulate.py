@@ -6,7 +6,7 @@ import dataclasses
 
 import click
 
-from galaug.cli.options import config_options, echo, nproc_option, overwrite_option, seed_option
+from galaug.cli.options import codec_option, config_options, echo, nproc_option, overwrite_option, seed_option
 from galaug.errors import GalaugError
 
 __all__ = ["simulate_cmd"]
@@ -25,6 +25,7 @@ __all__ = ["simulate_cmd"]
 @config_options
 @seed_option(help="Seed of every random draw: image r depends only on (seed, r) (recorded in the provenance).")
 @overwrite_option
+@codec_option
 @nproc_option
 def simulate_cmd(name: str, output: str, count: int, size: int | None, batch_size: int, workers: int,
                  config_file: str | None, sets: tuple[str, ...], seed: int, overwrite: bool) -> None:

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import astropy.units as u
+import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this galaug reads. 2 added codecs other than zstd, small members chunked in many rows of
+#: images (a multiple of them) and ``clean`` stored by reference (``clean_ref``, ``clean_rows``).
+SUPPORTED_VERSIONS = (1, 2)
 ATTR = "galaug"
 ORIGIN_NAMES = ("real", "generated")
 REQUIRED = ("images", "origin", "index")
-OPTIONAL = ("params", "latents", "z", "clean")
+OPTIONAL = ("params", "latents", "z", "clean", "clean_rows")
+#: Members whose rows are images: chunked in the rows of ``images``; the others in many more (SMALL_CHUNK_BYTES).
+IMAGE_MEMBERS = ("images", "clean")
+#: Per-row members a copy of some rows carries besides images, origin and index.
+PER_ROW = ("params", "latents", "z", "clean", "clean_rows")
 DTYPES = {
     "images": "float32",
     "origin": "uint8",
@@ -19,8 +29,11 @@ DTYPES = {
     "latents": "float32",
     "z": "float32",
     "clean": "float32",
+    "clean_rows": "int64",
 }
 DEFAULT_CHUNK_BYTES = 2 * 2**20
+#: Target size of a chunk of a small member (origin, index, params, ...): one file for many chunks of images.
+SMALL_CHUNK_BYTES = 2**20
 #: Attribute key: true when every chunk of every member is stored (none left implicit as fill value),
 #: so that readers can treat a missing chunk file as damage.
 EVERY_CHUNK_STORED = "every_chunk_stored"
@@ -72,3 +85,71 @@ def same_unit(a: str, b: str) -> bool:
 def chunk_rows(sample_bytes: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
     """Rows per chunk so that a chunk of images holds about ``chunk_bytes``."""
     return max(1, chunk_bytes // max(1, sample_bytes))
+
+
+def small_chunk_rows(name: str, tail: tuple[int, ...], image_rows: int, n: int | None) -> int:
+    """Rows per chunk of a small member: a multiple of ``image_rows`` holding about SMALL_CHUNK_BYTES,
+    and no more rows than the dataset needs when ``n`` is known (at most 16 chunks of images when it is
+    not, since the last chunk is stored whole)."""
+    row_bytes = np.dtype(DTYPES[name]).itemsize * int(np.prod(tail, dtype=np.int64))
+    k = max(1, SMALL_CHUNK_BYTES // max(1, row_bytes * image_rows))
+    k = min(k, max(1, -(-n // image_rows))) if n is not None else min(k, 16)
+    return k * image_rows
+
+
+# -- codecs ------------------------------------------------------------------------------------------------
+
+#: Chunk codecs by name, each with a checksum so that a damaged chunk is an error, not data. Measured in
+#: docs/dataset-format.md (benchmarks/codecs.py): float galaxy images compress by 7-12% at best, and
+#: uncompressed chunks read 2-3.5x faster, so "raw" is the default.
+CODECS = {
+    "raw": "uncompressed, CRC32C checksum",
+    "zstd": "zstd level 0 with its checksum (the default before galaug 0.2)",
+    "blosc-lz4": "Blosc LZ4 with byte shuffle, CRC32C checksum",
+    "blosc-zstd": "Blosc zstd level 1 with bit shuffle, CRC32C checksum",
+}
+_default_codec = "raw"
+
+
+def check_codec(name: str | None) -> str:
+    """``name`` if it is a codec of :data:`CODECS` (None: the default); else a ValueError listing them."""
+    if name is None:
+        return _default_codec
+    if name not in CODECS:
+        raise ValueError(f"unknown codec {name!r} (codecs: {', '.join(CODECS)})")
+    return name
+
+
+def set_default_codec(name: str) -> None:
+    """The codec of every dataset this process writes without naming one (``--codec``)."""
+    global _default_codec
+    _default_codec = check_codec(name)
+
+
+def codec_arrays(name: str) -> dict[str, Any]:
+    """The ``compressors`` argument of ``zarr.create_array`` for codec ``name``."""
+    from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
+
+    return {"compressors": {
+        "raw": lambda: (Crc32cCodec(),),
+        "zstd": lambda: (ZstdCodec(level=0, checksum=True),),
+        "blosc-lz4": lambda: (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec()),
+        "blosc-zstd": lambda: (BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle"), Crc32cCodec()),
+    }[name]()}
+
+
+# -- clean images by reference ------------------------------------------------------------------------------
+
+def clean_ref_attr(ref: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The ``clean_ref`` attribute of a dataset written at ``out`` that refers to ``ref["path"]``.
+
+    Stores the path relative to ``out``'s folder (found again when both move
+    together) and the absolute one, the referenced dataset's id and member.
+    """
+    target = Path(ref["path"]).resolve()
+    relative = os.path.relpath(target, Path(out).resolve().parent)
+    member = ref.get("member", "images")
+    if member not in IMAGE_MEMBERS:
+        raise ValueError(f"clean_ref member must be one of {IMAGE_MEMBERS}, got {member!r}")
+    return {"path": Path(relative).as_posix(), "absolute": target.as_posix(), "id": str(ref["id"]),
+            "member": member}

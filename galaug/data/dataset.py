@@ -54,6 +54,12 @@ class Dataset:
         # opened once: without consolidated metadata each lookup in the group reads a zarr.json
         self._arrays: dict[str, zarr.Array] = {
             m: group[m] for m in fmt.REQUIRED + fmt.OPTIONAL if m in fmt.REQUIRED or _declared(meta, m)}
+        #: Where ``clean`` is stored by reference (``galaug degrade`` without --copy-clean): the resolved
+        #: ``{"path", "id", "member"}`` of the dataset whose images they are, else None.
+        self.clean_ref: dict[str, Any] | None = None
+        self._clean_source: Dataset | None = None
+        if meta.get("clean_ref"):
+            self._clean_source, self.clean_ref = _resolve_clean_ref(path, meta)
         self.id: str = meta["id"]
         self.bands: tuple[str, ...] = tuple(meta["bands"])
         images = self._arrays["images"]
@@ -82,13 +88,19 @@ class Dataset:
 
     @property
     def fields(self) -> tuple[str, ...]:
-        """The members present: images, origin, index, and params/latents if stored."""
+        """The members to read: images, origin, index, and params, latents, z, clean when present
+        (``clean`` also when it is stored by reference)."""
+        return tuple("clean" if f == "clean_rows" else f for f in self._arrays)
+
+    @property
+    def stored_fields(self) -> tuple[str, ...]:
+        """The members stored here, as a copy of rows carries them: ``clean_rows`` for a referenced ``clean``."""
         return tuple(self._arrays)
 
     def array(self, name: str) -> zarr.Array:
-        """The Zarr array of member ``name``."""
-        if name not in self.fields:
-            raise DatasetError(f"{self.path}: has no member {name!r} (members: {', '.join(self.fields)})")
+        """The Zarr array of member ``name`` (stored here, see :attr:`stored_fields`)."""
+        if name not in self._arrays:
+            raise DatasetError(f"{self.path}: has no stored member {name!r} (members: {', '.join(self._arrays)})")
         return self._arrays[name]
 
     def read(self, start: int = 0, stop: int | None = None, *,
@@ -105,15 +117,34 @@ class Dataset:
         stop = self._n if stop is None else min(stop, self._n)
         out = {}
         for f in fields or self.fields:
+            if f == "clean" and self._clean_source is not None:
+                out[f] = self._read_referenced(self.read(start, stop, fields=("clean_rows",))["clean_rows"])
+                continue
             arr = self.array(f)
             if stop > start:
-                self._require_chunks(f, start // self.chunk_rows, (stop - 1) // self.chunk_rows)
+                rows = int(arr.chunks[0])
+                self._require_chunks(f, start // rows, (stop - 1) // rows)
             try:
                 out[f] = arr[start:stop]
             except MemoryError:
                 raise
             except Exception as exc:  # zstd, codec and shape errors of a damaged chunk
                 raise self._damaged(f, start, stop, exc) from None
+        return out
+
+    def _read_referenced(self, rows: np.ndarray) -> np.ndarray:
+        """The referenced clean images of ``rows`` (rows of the source), read in contiguous runs."""
+        source, member = self._clean_source, self.clean_ref["member"]
+        if rows.size and (rows.min() < 0 or rows.max() >= len(source)):
+            raise DatasetError(f"{self.path}: member 'clean_rows' refers to row {int(rows.max())} of "
+                               f"{source.path}, which has {len(source)}")
+        out = np.empty((len(rows), *self.clean_shape), dtype=np.float32)
+        if not rows.size:
+            return out
+        # runs of consecutive rows (one for a whole degraded dataset), each one read
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+            out[lo:hi] = source.read(int(rows[lo]), int(rows[hi - 1]) + 1, fields=(member,))[member]
         return out
 
     def _chunk_key(self, name: str, i: int) -> str:
@@ -124,18 +155,20 @@ class Dataset:
         """One stat per chunk: a missing chunk file is an error, not rows of fill value."""
         if not self.every_chunk_stored:
             return  # written before galaug stored every chunk: an all-zero chunk may be absent on purpose
+        chunk = int(self._arrays[name].chunks[0])
         for i in range(first, last + 1):
             key = self._chunk_key(name, i)
             if not (self.path / key).is_file():
-                rows = f"{i * self.chunk_rows}-{min((i + 1) * self.chunk_rows, self._n) - 1}"
+                rows = f"{i * chunk}-{min((i + 1) * chunk, self._n) - 1}"
                 raise DatasetError(f"{self.path}: member {name!r} is damaged: chunk file {key} "
                                    f"(rows {rows}) is missing")
 
     def _damaged(self, name: str, start: int, stop: int, exc: Exception) -> DatasetError:
         """The error of a read that failed, naming the first chunk that cannot be decoded."""
         arr = self._arrays[name]
-        for i in range(start // self.chunk_rows, (stop - 1) // self.chunk_rows + 1):
-            lo, hi = i * self.chunk_rows, min((i + 1) * self.chunk_rows, self._n)
+        chunk = int(arr.chunks[0])
+        for i in range(start // chunk, (stop - 1) // chunk + 1):
+            lo, hi = i * chunk, min((i + 1) * chunk, self._n)
             try:
                 arr[lo:hi]
             except Exception as chunk_exc:
@@ -150,8 +183,8 @@ class Dataset:
         decoding any. Raises :class:`DatasetError` naming the first missing one.
         """
         if self._n:
-            for name in self.fields:
-                self._require_chunks(name, 0, (self._n - 1) // self.chunk_rows)
+            for name in self._arrays:
+                self._require_chunks(name, 0, (self._n - 1) // int(self._arrays[name].chunks[0]))
 
     def iter_blocks(self, *, rows: int | None = None, fields: Sequence[str] | None = None, start: int = 0,
                     stop: int | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
@@ -185,6 +218,7 @@ class Dataset:
             "latent_dim": self.latent_dim,
             "z_dim": self.z_dim,
             "clean_shape": list(self.clean_shape) if self.clean_shape else None,
+            "clean_ref": self.clean_ref,
             "chunk_rows": self.chunk_rows,
             "provenance": self.provenance,
         }
@@ -192,8 +226,38 @@ class Dataset:
 
 def _declared(meta: dict[str, Any], member: str) -> bool:
     """Whether the attributes declare optional ``member`` (its names or width)."""
-    key = {"params": "params", "latents": "latent_dim", "z": "z_dim", "clean": "clean_shape"}[member]
+    if member in ("clean", "clean_rows"):
+        return bool(meta.get("clean_shape")) and bool(meta.get("clean_ref")) == (member == "clean_rows")
+    key = {"params": "params", "latents": "latent_dim", "z": "z_dim"}[member]
     return bool(meta.get(key))
+
+
+def _resolve_clean_ref(path: Path, meta: dict[str, Any]) -> tuple[Dataset, dict[str, Any]]:
+    """The dataset holding the clean images of ``path`` and the resolved reference; checked, or a clear error.
+
+    The reference's relative path (from ``path``'s folder) is tried first, then the absolute one.
+    """
+    ref = meta["clean_ref"]
+    fix = "put it back, or degrade again with --copy-clean so that the dataset travels alone"
+    candidates = [(path.parent / ref["path"]), Path(ref["absolute"])]
+    target = next((p for p in candidates if (p / "zarr.json").is_file()), None)
+    if target is None:
+        raise _fail(path, f"its clean images are the images of {ref['absolute']} (stored by reference), "
+                          f"which is missing; {fix}")
+    try:
+        source = open_dataset(target)
+    except DatasetError as exc:
+        raise _fail(path, f"its clean images are in {target} (stored by reference), which cannot be read: "
+                          f"{exc}") from None
+    if source.id != ref["id"]:
+        raise _fail(path, f"its clean images are in {target} (stored by reference), which has changed since: "
+                          f"dataset id {source.id}, expected {ref['id']}; {fix}")
+    member = ref["member"]
+    shape = source.clean_shape if member == "clean" else source.image_shape
+    if member not in source.fields or tuple(shape) != tuple(meta["clean_shape"]):
+        raise _fail(path, f"its clean images are {member!r} of {target}, which does not hold "
+                          f"{' x '.join(map(str, meta['clean_shape']))} images")
+    return source, {"path": str(target.resolve()), "id": source.id, "member": member}
 
 
 def _fail(path: Path, why: str) -> DatasetError:
@@ -244,6 +308,11 @@ def _check_attributes(path: Path, meta: dict[str, Any]) -> None:
     clean = meta.get("clean_shape")
     if clean is not None and not (isinstance(clean, list) and len(clean) == 3 and all(_is_int(v, 1) for v in clean)):
         raise bad("clean_shape", "[C, H, W] or null")
+    ref = meta.get("clean_ref")
+    if ref is not None and not (isinstance(ref, dict) and all(isinstance(ref.get(k), str) and ref.get(k)
+                                                            for k in ("path", "absolute", "id", "member"))
+                                and ref["member"] in fmt.IMAGE_MEMBERS and meta.get("clean_shape")):
+        raise bad("clean_ref", '{"path", "absolute", "id", "member"} with clean_shape set, or null')
     if "provenance" in meta and not (isinstance(meta["provenance"], list)
                                      and all(isinstance(e, dict) for e in meta["provenance"])):
         raise bad("provenance", "a list of steps")
@@ -302,8 +371,10 @@ def _check_member(path: Path, group: zarr.Group, name: str, shape: tuple, dtype:
         chunks = tuple(arr.chunks)
     except Exception as exc:  # not a regular chunk grid
         raise _fail(path, f"member {name!r} has an unsupported chunk grid ({describe(exc)})") from None
-    if chunks != (chunk_rows, *shape[1:]):
-        raise _fail(path, f"member {name!r} has chunks {chunks}, expected {chunk_rows} rows of whole samples "
+    small = name not in fmt.IMAGE_MEMBERS
+    if chunks[1:] != shape[1:] or not chunks[0] or chunks[0] % chunk_rows or (chunks[0] != chunk_rows and not small):
+        expected = f"a multiple of {chunk_rows}" if small else str(chunk_rows)
+        raise _fail(path, f"member {name!r} has chunks {chunks}, expected {expected} rows of whole samples "
                           f"(the chunk rows of 'images')")
 
 
@@ -334,8 +405,9 @@ def open_dataset(path: str | Path) -> Dataset:
     if not isinstance(meta, dict):
         raise _fail(path, f"not a galaug dataset (no {fmt.ATTR!r} attributes; written by another tool?)")
     version = meta.get("format_version")
-    if version != fmt.FORMAT_VERSION:
-        raise _fail(path, f"format version {version!r} is not supported (this galaug reads {fmt.FORMAT_VERSION})")
+    if version not in fmt.SUPPORTED_VERSIONS:
+        raise _fail(path, f"format version {version!r} is not supported (this galaug reads "
+                          f"{', '.join(map(str, fmt.SUPPORTED_VERSIONS))})")
     for key in ("id", "bands", "n"):
         if key not in meta:
             raise _fail(path, f"attribute {fmt.ATTR}.{key} is missing")
@@ -388,7 +460,10 @@ def open_dataset(path: str | Path) -> Dataset:
     if clean_shape:
         if clean_shape[0] != c:
             raise _fail(path, f"attribute clean_shape {clean_shape} must be [C, H, W] with C = {c}")
-        check("clean", (n, *clean_shape))
+        if meta.get("clean_ref"):
+            check("clean_rows", (n,))
+        else:
+            check("clean", (n, *clean_shape))
     elif present("clean"):
         raise _fail(path, "member 'clean' exists but attribute clean_shape is missing")
     return Dataset(path, group, meta)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from galaug import faults
 from galaug.progress import progress
+from galaug.data import _format as fmt
 from galaug.data.dataset import Dataset, open_dataset
 from galaug.data.provenance import make_entry
 from galaug.data.writer import DatasetWriter, check_output, commit_path, like, temporary_sibling
@@ -24,7 +26,10 @@ def split_dataset(path: str | Path, train_out: str | Path, val_out: str | Path, 
 
     The validation rows are a uniformly random subset chosen with ``seed``;
     both outputs keep the input's order, and ``index`` holds each sample's
-    row in the input. Both appear only when both are complete.
+    row in the input. Both are written completely before either is renamed
+    into place. A split killed between the two renames leaves one complete
+    output; running the same split again (same input, ``val`` and ``seed``)
+    replaces it without ``overwrite``, since it writes the same rows.
     """
     src = open_dataset(path)
     train_out, val_out = Path(train_out), Path(val_out)
@@ -37,23 +42,25 @@ def split_dataset(path: str | Path, train_out: str | Path, val_out: str | Path, 
     is_val = np.zeros(len(src), dtype=bool)
     is_val[rng.choice(len(src), size=n_val, replace=False)] = True
     entry = dict(step="split", seed=seed, config={"val": str(val)}, n_train=len(src) - n_val, n_val=n_val)
-    for out in (train_out, val_out):
-        check_output(out, overwrite=overwrite)
+    outs = {"train": train_out, "val": val_out}
+    left = _left_by_this_split(src, outs, entry)
+    for out in outs.values():
+        check_output(out, overwrite=overwrite or out == left)
     writers = [
-        DatasetWriter(out, parents=[src], overwrite=overwrite, **like(src),
-                      provenance=make_entry(**entry, role=role))
-        for out, role in ((train_out, "train"), (val_out, "val"))
+        DatasetWriter(out, parents=[src], overwrite=overwrite or out == left, **like(src),
+                      n=entry["n_val"] if role == "val" else entry["n_train"], provenance=make_entry(**entry, role=role))
+        for role, out in outs.items()
     ]
     try:
         bar = progress(total=len(src), desc="split")
-        for start, block in src.iter_blocks():
+        for start, block in src.iter_blocks(fields=src.stored_fields):
             stop = start + len(block["images"])
             rows = np.arange(start, stop)
             for writer, mask in zip(writers, (~is_val[start:stop], is_val[start:stop])):
                 sel = mask.nonzero()[0]
                 if sel.size:
                     writer.append(block["images"][sel], origin=block["origin"][sel], index=rows[sel],
-                                  **{k: block[k][sel] for k in ("params", "latents", "z", "clean") if k in block})
+                                  **{k: block[k][sel] for k in fmt.PER_ROW if k in block})
             bar.update(stop - start)
         bar.close()
         outputs = tuple(w.close() for w in writers)
@@ -63,6 +70,24 @@ def split_dataset(path: str | Path, train_out: str | Path, val_out: str | Path, 
                 w.abort()
         raise
     return outputs  # type: ignore[return-value]
+
+
+def _left_by_this_split(src: Dataset, outs: dict[str, Path], entry: dict) -> Path | None:
+    """The one output of the pair that this very split left when killed between its two renames, else None.
+
+    It is the only one of the two that exists, and its last provenance entry
+    is this split (same input, ``val``, ``seed`` and role).
+    """
+    there = [(role, out) for role, out in outs.items() if out.exists() or out.is_symlink()]
+    if len(there) != 1:
+        return None
+    role, out = there[0]
+    try:
+        last = open_dataset(out).provenance[-1]
+    except (GalaugError, IndexError, OSError):
+        return None
+    same = {**{k: entry[k] for k in ("step", "seed", "config", "n_train", "n_val")}, "role": role, "parents": [src.id]}
+    return out if all(last.get(k) == v for k, v in same.items()) else None
 
 
 def export_fits(path: str | Path, out_dir: str | Path, *, limit: int | None = None,
@@ -120,6 +145,7 @@ def export_fits(path: str | Path, out_dir: str | Path, *, limit: int | None = No
                 for line in history:
                     hdr.add_history(line)
                 fits.PrimaryHDU(data=block["images"][k], header=hdr).writeto(tmp / f"{row:07d}.fits")
+                faults.point("export.file")
             bar.update(min(len(block["images"]), n - start))
             if start + len(block["images"]) >= n:
                 break

@@ -126,15 +126,59 @@ def commit_path(tmp: Path, final: Path, *, overwrite: bool) -> None:
         _remove(old)
 
 
+class _Member:
+    """One array being written: rows are staged until a whole chunk is complete, then written in place."""
+
+    def __init__(self, array: zarr.Array) -> None:
+        self.array = array
+        self.rows = int(array.chunks[0])
+        self.stage: np.ndarray | None = None  # one chunk, allocated on first use
+        self.fill = 0  # rows staged
+        self.written = 0  # rows written to the array, after the writer's first row
+
+    def append(self, values: np.ndarray, first: int, grow: Any) -> None:
+        """Write ``values`` after the rows already given; ``first`` is the writer's first row (a shard's ``lo``)."""
+        pos, b = 0, len(values)
+        while pos < b:
+            if not self.fill and b - pos >= self.rows:  # whole chunks straight from the batch, no copy
+                take = (b - pos) // self.rows * self.rows
+                self._write(values[pos:pos + take], first, grow)
+            else:
+                if self.stage is None:
+                    self.stage = np.empty((self.rows, *self.array.shape[1:]), dtype=self.array.dtype)
+                take = min(self.rows - self.fill, b - pos)
+                self.stage[self.fill:self.fill + take] = values[pos:pos + take]
+                self.fill += take
+                if self.fill == self.rows:
+                    self._write(self.stage, first, grow)
+                    self.fill = 0
+            pos += take
+
+    def finish(self, first: int, grow: Any) -> None:
+        """Write the staged rows (the last, partial chunk)."""
+        if self.fill:
+            self._write(self.stage[: self.fill], first, grow)
+            self.fill = 0
+
+    def _write(self, values: np.ndarray, first: int, grow: Any) -> None:
+        lo = first + self.written
+        hi = lo + len(values)
+        grow(self, hi)
+        self.array[lo:hi] = values
+        self.written += len(values)
+
+
 class DatasetWriter:
     """Append batches to a new dataset; it appears under its name only when complete.
 
-    Rows are buffered and written in whole chunks of about ``chunk_bytes``
-    along the sample axis. The data go to a hidden temporary beside the
-    final path, which :meth:`close` renames into place after writing the
-    attributes (in one update) and consolidating the metadata. If the
-    process dies first, the final path never exists; an exception inside
-    the ``with`` block removes the temporary.
+    Rows are written in whole chunks along the sample axis, straight from the
+    batches given (only the rows of an incomplete chunk are staged). The
+    data go to a hidden temporary beside the final path, which
+    :meth:`close` renames into place after writing the attributes (in one
+    update), consolidating the metadata and flushing every file to disk
+    (fsync), so that the dataset under its name is complete even after a
+    power cut. If the process dies first, the final path never exists; an
+    exception inside the ``with`` block removes the temporary.
 
     Parameters
     ----------
@@ -161,6 +205,17 @@ class DatasetWriter:
     clean_size : int or (int, int), optional
         Height and width of ``clean``, the undegraded images paired with
         ``images`` (written by ``galaug degrade``).
+    clean_ref : dict, optional
+        Instead of storing ``clean``, refer to the images of another dataset:
+        ``{"path", "id", "member"}`` (see :attr:`Dataset.clean_ref`); rows
+        are then given as ``clean_rows`` (the row of each sample's clean
+        image there). Needs ``clean_size``.
+    n : int, optional
+        Number of rows, when known: every array is sized once, up front,
+        and :meth:`close` checks that exactly ``n`` rows came.
+    codec : str, optional
+        Chunk codec, one of :data:`galaug.data.CODECS` (see
+        docs/dataset-format.md); :func:`galaug.data.set_default_codec`'s by default.
     overwrite : bool
         Replace an existing dataset of the same name once this one is complete.
     chunk_bytes : int
@@ -172,8 +227,10 @@ class DatasetWriter:
                  pixel_scale: Any = None, flux_unit: str | None = None,
                  param_names: Sequence[str] | None = None, param_units: Sequence[str] | None = None,
                  latent_dim: int | None = None, z_dim: int | None = None, clean_size: int | Sequence[int] | None = None,
-                 origin_names: Sequence[str] = fmt.ORIGIN_NAMES,
-                 overwrite: bool = False, chunk_bytes: int = fmt.DEFAULT_CHUNK_BYTES) -> None:
+                 clean_ref: dict[str, Any] | None = None,
+                 origin_names: Sequence[str] = fmt.ORIGIN_NAMES, n: int | None = None, codec: str | None = None,
+                 overwrite: bool = False, chunk_bytes: int = fmt.DEFAULT_CHUNK_BYTES,
+                 _small_chunks: bool = True) -> None:
         self.path = check_output(path, overwrite=overwrite)
         self.overwrite = overwrite
         h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -185,6 +242,11 @@ class DatasetWriter:
             param_units = list(param_units) if param_units is not None else [""] * len(param_names)
             if len(param_units) != len(param_names):
                 raise ValueError("param_units must have one unit per parameter name")
+        if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0):
+            raise ValueError(f"n must be a count of rows, got {n!r}")
+        if clean_ref is not None and clean_size is None:
+            raise ValueError("clean_ref needs clean_size (the shape of the referenced images)")
+        self.codec = fmt.check_codec(codec)
         self.id = uuid.uuid4().hex
         chain: list[dict[str, Any]] = []
         seen: set[str] = set()
@@ -216,16 +278,19 @@ class DatasetWriter:
         if clean_size is not None:
             ch, cw = (clean_size, clean_size) if isinstance(clean_size, int) else tuple(clean_size)
             self._meta["clean_shape"] = [len(self.bands), int(ch), int(cw)]
+        if clean_ref is not None:
+            self._meta["clean_ref"] = fmt.clean_ref_attr(clean_ref, self.path)
         self.chunk_rows = fmt.chunk_rows(4 * int(np.prod(self.image_shape)), chunk_bytes)
-        self.n = 0
-        self._buffer: list[dict[str, np.ndarray]] = []
-        self._buffered = 0
+        self.expected = None if n is None else int(n)
+        self.first = 0  # row of the first one this writer appends (a shard's lo)
+        #: True when ShardWriter objects write the rows (see galaug.distributed.sharded_writer); close() commits n
+        self.sharded = False
+        self.n = 0  # rows appended
         self._closed = False
         self.tmp = temporary_sibling(self.path)
         with self._disk_errors():
             self._group = zarr.open_group(store=str(self.tmp), mode="w-", zarr_format=3)
         faults.point("dataset.start")
-        self._arrays: dict[str, zarr.Array] = {}
         tail = {"images": self.image_shape, "origin": (), "index": ()}
         if param_names is not None:
             tail["params"] = (len(param_names),)
@@ -234,20 +299,30 @@ class DatasetWriter:
         if z_dim is not None:
             tail["z"] = (int(z_dim),)
         if self._meta["clean_shape"] is not None:
-            tail["clean"] = tuple(self._meta["clean_shape"])
+            if clean_ref is None:
+                tail["clean"] = tuple(self._meta["clean_shape"])
+            else:
+                tail["clean_rows"] = ()
+        length = self.expected or 0
+        self._members: dict[str, _Member] = {}
         with self._disk_errors():
             for name, rest in tail.items():
+                rows = self.chunk_rows
+                if _small_chunks and name not in fmt.IMAGE_MEMBERS:
+                    rows = fmt.small_chunk_rows(name, rest, self.chunk_rows, self.expected)
                 # every chunk stored (zarr skips all-fill-value ones by default), so that readers can tell a
-                # missing chunk file from zeros; zstd's checksum makes a damaged chunk an error, not data
-                self._arrays[name] = self._group.create_array(
-                    name, shape=(0, *rest), chunks=(self.chunk_rows, *rest), dtype=fmt.DTYPES[name],
-                    compressors=ZstdCodec(level=0, checksum=True), config={"write_empty_chunks": True},
+                # missing chunk file from zeros; the codec's checksum makes a damaged chunk an error, not data
+                array = self._group.create_array(
+                    name, shape=(length, *rest), chunks=(rows, *rest), dtype=fmt.DTYPES[name],
+                    config={"write_empty_chunks": True}, **fmt.codec_arrays(self.codec),
                 )
+                self._members[name] = _Member(array)
 
     # -- writing ---------------------------------------------------------------
     def append(self, images: np.ndarray, *, origin: int | np.ndarray = 0, index: np.ndarray | None = None,
                params: np.ndarray | None = None, latents: np.ndarray | None = None,
-               z: np.ndarray | None = None, clean: np.ndarray | None = None) -> None:
+               z: np.ndarray | None = None, clean: np.ndarray | None = None,
+               clean_rows: np.ndarray | None = None) -> None:
         """Append a batch of ``images`` of shape (B, C, H, W) with their per-sample fields."""
         if self._closed:
             raise RuntimeError("writer is closed")
@@ -255,62 +330,54 @@ class DatasetWriter:
         if images.ndim != 4 or images.shape[1:] != self.image_shape:
             raise ValueError(f"images must have shape (B, {', '.join(map(str, self.image_shape))}), got {images.shape}")
         b = images.shape[0]
-        origin_arr = np.broadcast_to(np.asarray(origin, dtype=np.uint8), (b,)).copy()
+        if self.expected is not None and self.n + b > self.expected:
+            raise ValueError(f"{self.n + b} rows appended to a dataset of {self.expected}")
+        origin_arr = np.broadcast_to(np.asarray(origin, dtype=np.uint8), (b,))
         if origin_arr.size and origin_arr.max() >= len(self._meta["origin_names"]):
             raise ValueError(f"origin values must be < {len(self._meta['origin_names'])}")
         if index is None:
-            index = np.arange(self.n + self._buffered, self.n + self._buffered + b)
+            index = np.arange(self.first + self.n, self.first + self.n + b)
         batch = {"images": images, "origin": origin_arr, "index": np.asarray(index, dtype=np.int64)}
-        for name, value in (("params", params), ("latents", latents), ("z", z), ("clean", clean)):
-            if (value is None) != (name not in self._arrays):
-                raise ValueError(f"this dataset {'needs' if name in self._arrays else 'has no'} {name}")
+        for name, value in (("params", params), ("latents", latents), ("z", z), ("clean", clean),
+                            ("clean_rows", clean_rows)):
+            if (value is None) != (name not in self._members):
+                if name in ("clean", "clean_rows") and "clean" not in self._members and "clean_rows" in self._members:
+                    raise ValueError("this dataset refers to its clean images: give clean_rows, not clean")
+                raise ValueError(f"this dataset {'needs' if name in self._members else 'has no'} {name}")
             if value is not None:
-                batch[name] = np.asarray(value, dtype=np.float32)
+                batch[name] = np.asarray(value, dtype=fmt.DTYPES[name])
         for name, arr in batch.items():
-            expected = (b, *self._arrays[name].shape[1:])
+            expected = (b, *self._members[name].array.shape[1:])
             if arr.shape != expected:
                 raise ValueError(f"{name} must have shape {expected}, got {arr.shape}")
-        self._buffer.append(batch)
-        self._buffered += b
-        if self._buffered >= self.chunk_rows:
-            self._flush(whole_chunks=True)
-
-    def _flush(self, *, whole_chunks: bool) -> None:
-        if not self._buffered:
-            return
-        joined = {k: np.concatenate([b[k] for b in self._buffer]) for k in self._buffer[0]}
-        take = (self._buffered // self.chunk_rows) * self.chunk_rows if whole_chunks else self._buffered
-        start, stop = self.n, self.n + take
         with self._disk_errors():
-            for name, arr in self._arrays.items():
-                if arr.shape[0] < stop:  # a presized array (sharded writes) is not shrunk
-                    arr.resize((stop, *arr.shape[1:]))
-                arr[start:stop] = joined[name][:take]
-        rest = {k: v[take:] for k, v in joined.items()}
-        self._buffer = [rest] if self._buffered - take else []
-        self._buffered -= take
-        self.n = stop
-        if whole_chunks:
-            faults.point("dataset.chunk")
+            for name, member in self._members.items():
+                chunks_before = member.written
+                member.append(batch[name], self.first, self._grow)
+                if name == "images" and member.written > chunks_before:
+                    faults.point("dataset.chunk")
+        self.n += b
+
+    def _grow(self, member: _Member, stop: int) -> None:
+        """Make room for rows up to ``stop``: arrays of unknown length grow by doubling (one resize each time)."""
+        arr = member.array
+        if arr.shape[0] < stop:
+            new = max(stop, 2 * arr.shape[0], 4 * member.rows)
+            arr.resize((new, *arr.shape[1:]))
+
+    def _finish(self) -> None:
+        """Write the staged rows and give every array its exact length."""
+        for member in self._members.values():
+            member.finish(self.first, self._grow)
+        stop = self.first + self.n
+        for member in self._members.values():
+            if member.array.shape[0] != stop and self.expected is None:
+                member.array.resize((stop, *member.array.shape[1:]))
 
     @property
     def origin_names(self) -> list[str]:
         """Names of the ``origin`` codes."""
         return list(self._meta["origin_names"])
-
-    def presize(self, n: int) -> None:
-        """Give every array its final length ``n`` before any row is written (sharded writes).
-
-        Rows are then written by :class:`ShardWriter` objects on the
-        temporary, each over its own chunk range; :meth:`close` commits all
-        ``n`` rows.
-        """
-        if self.n or self._buffered:
-            raise RuntimeError("presize before appending")
-        with self._disk_errors():
-            for arr in self._arrays.values():
-                arr.resize((n, *arr.shape[1:]))
-        self.n = n
 
     @property
     def closed(self) -> bool:
@@ -341,18 +408,25 @@ class DatasetWriter:
             self._meta["provenance"][-1].update(provenance)
 
     def close(self) -> Dataset:
-        """Write the remaining rows and attributes, rename into place, return the opened dataset."""
+        """Write the remaining rows and attributes, flush them to disk, rename into place, return the dataset."""
         if self._closed:
             raise RuntimeError("writer is closed")
         try:
+            if self.sharded:
+                self.n = self.expected
+            elif self.expected is not None and self.n != self.expected:
+                raise ValueError(f"{self.path}: {self.n} rows were written to a dataset of {self.expected}")
             with self._disk_errors():
-                self._flush(whole_chunks=False)
-                self._meta["n"] = self.n
+                if not self.sharded:
+                    self._finish()
+                self._meta["n"] = self.first + self.n
                 self._group.update_attributes({fmt.ATTR: self._meta})
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
                     zarr.consolidate_metadata(str(self.tmp))
+                sync_tree(self.tmp)
                 commit_path(self.tmp, self.path, overwrite=self.overwrite)
+                sync_dir(self.path.parent)
         except BaseException:
             self.abort()
             raise
@@ -388,10 +462,10 @@ class ShardWriter(DatasetWriter):
     """Rows ``lo`` to ``hi`` of a presized dataset temporary that another process created and will commit.
 
     Appends as :class:`DatasetWriter` does (same checks, whole chunks), in
-    place: ``lo`` must be a chunk boundary and ``hi`` one or the end.
-    :meth:`close` writes the last rows and checks that exactly ``hi - lo``
-    came; it neither writes attributes nor renames (the creator does, see
-    :func:`galaug.distributed.sharded_writer`).
+    place: ``lo`` must be a chunk boundary of every member and ``hi`` one or
+    the end. :meth:`close` writes the last rows and checks that exactly
+    ``hi - lo`` came; it neither writes attributes nor renames (the creator
+    does, see :func:`galaug.distributed.sharded_writer`).
     """
 
     def __init__(self, path: Path, tmp: Path, lo: int, hi: int, *, n_origins: int) -> None:
@@ -399,25 +473,20 @@ class ShardWriter(DatasetWriter):
         try:
             group = zarr.open_group(store=str(self.tmp), mode="r+", zarr_format=3)
             # every chunk stored, as the creator's arrays do (a runtime setting, not in the metadata)
-            self._arrays = {name: arr.with_config({"write_empty_chunks": True}) for name, arr in group.arrays()}
+            arrays = {name: arr.with_config({"write_empty_chunks": True}) for name, arr in group.arrays()}
         except (OSError, ValueError, KeyError) as exc:
             raise DatasetError(f"{path}: cannot open the temporary {tmp} to write rows {lo}-{hi} ({exc})") from None
-        self.image_shape = tuple(self._arrays["images"].shape[1:])
-        self.chunk_rows = self._arrays["images"].chunks[0]
-        if lo % self.chunk_rows:
+        self._members = {name: _Member(arr) for name, arr in arrays.items()}
+        self.image_shape = tuple(arrays["images"].shape[1:])
+        self.chunk_rows = arrays["images"].chunks[0]
+        if any(lo % m.rows for m in self._members.values()):
             raise ValueError(f"a shard must start at a chunk boundary, got row {lo}")
         self._meta = {"origin_names": [str(i) for i in range(n_origins)]}
-        self.lo, self.hi, self.n = lo, hi, lo
-        self._buffer, self._buffered, self._closed = [], 0, False
+        self.lo, self.hi = lo, hi
+        self.first, self.n, self.expected = lo, 0, hi - lo
+        self._closed = False
         #: provenance items for the creator to add when it commits (see :meth:`set_metadata`)
         self.provenance: dict[str, Any] = {}
-
-    def append(self, images: np.ndarray, **fields: Any) -> None:
-        """Append rows as :meth:`DatasetWriter.append`, never beyond ``hi``."""
-        if self.n + self._buffered + len(images) > self.hi:
-            raise ValueError(f"shard {self.lo}-{self.hi} is full: {len(images)} more rows after "
-                             f"{self.n + self._buffered - self.lo}")
-        super().append(images, **fields)
 
     def set_metadata(self, *, provenance: dict[str, Any] | None = None, **other: Any) -> None:  # type: ignore[override]
         """Provenance items for this step's entry, added by the creator when it commits (rank 0's are used).
@@ -432,14 +501,45 @@ class ShardWriter(DatasetWriter):
         """Write the remaining rows; the shard must be complete."""
         if self._closed:
             raise RuntimeError("writer is closed")
-        self._flush(whole_chunks=False)
+        for member in self._members.values():
+            member.finish(self.first, self._grow)
         self._closed = True
-        if self.n != self.hi:
-            raise RuntimeError(f"shard {self.lo}-{self.hi} got rows up to {self.n}")
+        if self.n != self.expected:
+            raise RuntimeError(f"shard {self.lo}-{self.hi} got rows up to {self.lo + self.n}")
 
     def abort(self) -> None:
         """Stop writing; the creator removes the temporary."""
         self._closed = True
+
+
+def sync_tree(root: Path) -> None:
+    """Flush every file under ``root``, then every folder, to disk (fsync), so that a power cut keeps them.
+
+    Called before a finished output is renamed into place: the rename is
+    then never on disk before the data it names.
+    """
+    for folder, _, files in os.walk(root, topdown=False):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        sync_dir(Path(folder))
+
+
+def sync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk; a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a folder; the data files were flushed
+        pass
+    finally:
+        os.close(fd)
 
 
 def create_dataset(path: str | Path, **kwargs: Any) -> DatasetWriter:
@@ -467,6 +567,7 @@ def like(dataset: Dataset) -> dict[str, Any]:
         "latent_dim": dataset.latent_dim,
         "z_dim": dataset.z_dim,
         "clean_size": dataset.clean_shape[1:] if dataset.clean_shape else None,
+        "clean_ref": dataset.clean_ref,
         "origin_names": dataset.origin_names,
     }
 
@@ -477,11 +578,11 @@ def write_rows(writer: DatasetWriter, dataset: Dataset, rows: Iterable[int] | np
     ``index`` of the copies is their row in ``dataset``.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    fields = [f for f in dataset.fields if f in writer._arrays]
+    fields = [f for f in dataset.stored_fields if f in writer._members]
     for start, block in dataset.iter_blocks(fields=fields):
         stop = start + len(block["images"])
         lo, hi = np.searchsorted(rows, [start, stop])
         if hi > lo:
             sel = rows[lo:hi] - start
             writer.append(block["images"][sel], origin=block["origin"][sel], index=rows[lo:hi],
-                          **{k: block[k][sel] for k in ("params", "latents", "z", "clean") if k in block})
+                          **{k: block[k][sel] for k in fmt.PER_ROW if k in block})

@@ -25,6 +25,7 @@ __all__ = ["degrade_dataset"]
 
 def degrade_dataset(src: str | Path | Dataset, out: str | Path, pipeline: str | Pipeline, *, seed: int = 0,
                     batch_size: int = 256, device: Any = "auto", overwrite: bool = False,
+                    copy_clean: bool = False, codec: str | None = None,
                     registry: Registry | None = None) -> Dataset:
     """Write a degraded copy of ``src`` to ``out``, with the undegraded images as ``clean``.
 
@@ -49,15 +50,22 @@ def degrade_dataset(src: str | Path | Dataset, out: str | Path, pipeline: str | 
         ``"auto"``: CUDA if available, else the CPU.
     overwrite : bool
         Replace an existing ``out`` once the new one is complete.
+    copy_clean : bool
+        Store a copy of the clean images in ``out``, so that it travels
+        alone. By default ``out`` refers to them where they are (the input's
+        images, or its own clean member or reference): path, dataset id and
+        row map, checked when ``out`` is opened.
+    codec : str, optional
+        Chunk codec of ``out`` (see docs/dataset-format.md).
     registry : galaug.registry.Registry, optional
         Where the pipeline's degradations are looked up (the process-wide one by default).
 
     Returns
     -------
     Dataset
-        The opened output. ``images`` are degraded; ``clean`` holds the
+        The opened output. ``images`` are degraded; ``clean`` reads the
         input's ``clean`` member if it has one (the images before any
-        degradation), else the input's images. Origin, params and latents
+        degradation), else the input's images, by reference unless ``copy_clean``. Origin, params and latents
         are copied, ``index`` is the row in ``src``, and the pixel scale is
         multiplied by the pipeline's pixel-scale factor.
 
@@ -89,8 +97,18 @@ def degrade_dataset(src: str | Path | Dataset, out: str | Path, pipeline: str | 
         "pixel_scale_factor": factor,
         "device": dev.type,
     })
-    fields = [f for f in source.fields if f in ("images", "origin", "params", "latents", "clean")]
-    with sharded_writer(out, len(source), parents=[source], overwrite=overwrite, provenance=entry,
+    # the clean images: the input's clean member (stored or itself a reference), else its images
+    kwargs["clean_ref"] = source.clean_ref or (
+        {"path": str(source.path), "id": source.id, "member": "clean" if source.clean_shape else "images"})
+    if copy_clean or Path(kwargs["clean_ref"]["path"]).resolve() == out.resolve():
+        kwargs["clean_ref"] = None  # a copy travels alone (and replacing the input must not lose them)
+    fields = [f for f in source.fields if f in ("images", "origin", "params", "latents")]
+    if kwargs["clean_ref"] is None:
+        fields += ["clean"] if source.clean_shape else []
+    elif source.clean_ref:
+        fields += ["clean_rows"]  # a reference of a reference: the rows of the original
+    entry["config"]["clean"] = "copy" if kwargs["clean_ref"] is None else "reference"
+    with sharded_writer(out, len(source), parents=[source], overwrite=overwrite, provenance=entry, codec=codec,
                         **kwargs) as (writer, lo, hi):
         bar = progress(total=hi - lo, desc="degrade")
         for start, block in source.iter_blocks(rows=batch_size, fields=fields, start=lo, stop=hi):
@@ -98,8 +116,11 @@ def degrade_dataset(src: str | Path | Dataset, out: str | Path, pipeline: str | 
             images = torch.from_numpy(block["images"]).to(dev)
             seeds = torch.from_numpy(derive_seeds(seed, rows)).to(dev)
             degraded = pipeline.apply(images, seeds).cpu().numpy()
-            writer.append(degraded, origin=block["origin"], index=rows,
-                          clean=block.get("clean", block["images"]),
+            if kwargs["clean_ref"] is None:
+                clean = {"clean": block.get("clean", block["images"])}
+            else:
+                clean = {"clean_rows": block.get("clean_rows", rows)}
+            writer.append(degraded, origin=block["origin"], index=rows, **clean,
                           **{k: block[k] for k in ("params", "latents") if k in block})
             bar.update(len(rows))
         bar.close()

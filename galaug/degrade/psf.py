@@ -14,7 +14,10 @@ the pixel response is not applied a second time; GalSim calls this
 object well inside the image is conserved. Analytic kernels extend to the
 radius outside which a fraction :data:`FLUX_TAIL` of the flux lies, but
 never beyond ``H - 1`` by ``W - 1`` pixels from the centre (farther values
-cannot reach any output pixel).
+cannot reach any output pixel). Before the FFT every kernel, a file's too,
+is cut to the centred box outside which that fraction of its flux lies
+(:func:`crop_to_flux`), which sets the transform's size: the image size
+plus that half-size, rounded up to a fast FFT length.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "MoffatPSF",
     "KernelPSF",
     "band_matrices",
+    "crop_to_flux",
     "fast_fft_size",
     "fft_convolve",
     "load_kernel",
@@ -71,6 +75,36 @@ def padded_size(n: int, kernel: int) -> int:
     """
     c = kernel // 2
     return fast_fft_size(n + max(c, kernel - 1 - c))
+
+
+def crop_to_flux(kernels: torch.Tensor, tail: float = FLUX_TAIL) -> torch.Tensor:
+    """``kernels`` (C, h, w), centred at ``(h // 2, w // 2)``, cut to the smallest centred box outside which
+    at most ``tail`` of each kernel's flux lies, and normalised again to unit sum.
+
+    The FFT of a linear convolution needs padding by the kernel's half-size
+    (:func:`padded_size`), so cutting a PSF's faint wings sets a smaller
+    transform: a Moffat of FWHM 2 px and beta 3.5 on 64 px images needs 96
+    points instead of 128. What is cut changes no pixel by more than
+    ``tail`` of the image's largest value.
+    """
+    c, kh, kw = kernels.shape
+    cy, cx = kh // 2, kw // 2
+    total = kernels.abs().sum(dim=(-2, -1))
+    radius = max(cy, cx, kh - 1 - cy, kw - 1 - cx)
+    for half in range(radius + 1):
+        y0, y1 = max(0, cy - half), min(kh, cy + half + 1)
+        x0, x1 = max(0, cx - half), min(kw, cx + half + 1)
+        inside = kernels[:, y0:y1, x0:x1].abs().sum(dim=(-2, -1))
+        if bool(((total - inside) <= tail * total).all()):
+            cut = kernels[:, y0:y1, x0:x1]
+            top, left = cy - y0, cx - x0
+            if top != y1 - 1 - cy or left != x1 - 1 - cx:  # keep the centre at (h // 2, w // 2)
+                hy, hx = max(top, y1 - 1 - cy), max(left, x1 - 1 - cx)
+                padded = cut.new_zeros((c, 2 * hy + 1, 2 * hx + 1))
+                padded[:, hy - top:hy - top + cut.shape[1], hx - left:hx - left + cut.shape[2]] = cut
+                cut = padded
+            return cut / cut.sum(dim=(-2, -1), keepdim=True)
+    return kernels
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -178,7 +212,8 @@ class _KernelPSF(Degradation):
                 my = band_matrices(rows.to(device, dtype), height)
                 mx = band_matrices(columns.to(device, dtype), width)
                 return ("separable", my, mx)
-        kernels = self.kernels(n_bands, height, width)
+        # the transform is sized by where the kernel's flux ends, not by the box it was sampled in
+        kernels = crop_to_flux(self.kernels(n_bands, height, width))
         kh, kw = kernels.shape[-2:]
         size = (padded_size(height, kh), padded_size(width, kw))
         spectrum = torch.fft.rfft2(kernels.to(device=device, dtype=dtype), s=size)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from galaug import distributed
+from galaug import distributed, faults
 from galaug.config import config_to_dict
 from galaug.data import Dataset, open_dataset
 from galaug.degrade import Pipeline, derive_seeds
@@ -184,6 +184,7 @@ def train_denoiser(cfg: DenoiseConfig, *, data: Path, run_dir: Path, degrade: st
                 steps += 1
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4g}")
+                faults.point("train.step")
             elapsed = time.perf_counter() - t0
             if distributed.world_size() > 1:  # the epoch's loss and throughput over all ranks
                 total = distributed.all_mean(torch.tensor([loss_sum, seen], dtype=torch.float64))
