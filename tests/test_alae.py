@@ -175,6 +175,81 @@ def test_generation_is_deterministic_per_sample(trained):
     assert model.encode(x).shape == (3, 16) and model.reconstruct(x).shape == x.shape
 
 
+def test_mapping_runs_once_per_batch_with_the_values_of_one_row_at_a_time(trained):
+    """F sees the whole batch in one call, and each w has the bits it had when F ran row by row."""
+    cfg = NetConfig(bands=1, image_size=16, latent_dim=32, mapping_layers=4)  # 32 x 32 weights: the BLAS path
+    f = Mapping(cfg)
+    for p in f.parameters():
+        p.data.normal_(0, 3)
+    z = torch.randn(37, 32)
+    with torch.no_grad():
+        rows = torch.cat([f(z[i:i + 1]) for i in range(len(z))])
+        assert torch.equal(f(z, rowwise=True), rows)
+        assert torch.equal(torch.cat([f(z[:5], rowwise=True), f(z[5:], rowwise=True)]), rows)
+    model = load_generator(trained)
+    calls = []
+    model.nets.F_ema.register_forward_hook(lambda *args: calls.append(1))
+    w = model.map(torch.randn(10, model.z_dim))
+    assert len(calls) == 1 and w.shape == (10, model.z_dim)
+    assert model.map(torch.zeros(0, model.z_dim)).shape == (0, model.z_dim)
+
+
+def test_per_sample_draws_keep_their_values(trained):
+    """z and the noise maps, drawn in one buffer, are the values of a fresh generator per sample and per map."""
+    from galaug.degrade.seeds import derive_seeds
+
+    model = load_generator(trained)
+    seeds = [3, 2**62 + 5, 0]
+    noise, sky = model._noise(seeds)
+    for i, s in enumerate(seeds):
+        g = torch.Generator().manual_seed(s)
+        for got, shape in zip([*noise, sky], [*model.nets.G_ema.noise_shapes(), sky.shape[1:]]):
+            assert torch.equal(got[i], torch.randn(*shape, generator=g))
+    rows = [4, 9]
+    z = model.sample(rows=rows, seed=5)["z"]
+    for zi, s in zip(z, derive_seeds(5, np.asarray(rows)).tolist()):
+        assert torch.equal(zi, torch.randn(model.z_dim, generator=torch.Generator().manual_seed(s)))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_upsampling_keeps_the_values_and_the_layout(channels_last):
+    from galaug_alae.model import upsample2x
+
+    x = torch.randn(3, 16, 8, 8, requires_grad=True)
+    x_in = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    want = torch.nn.functional.interpolate(x_in, scale_factor=2, mode="bilinear", align_corners=False)
+    got = upsample2x(x_in)
+    assert torch.equal(got, want) and got.is_contiguous(memory_format=torch.channels_last) == channels_last
+    grad = torch.randn_like(want)
+    assert torch.equal(torch.autograd.grad(got, x, grad)[0], torch.autograd.grad(want, x, grad)[0])
+
+
+def test_training_toggles_and_optimisers():
+    """train_only sets requires_grad as the module walks did; Adam runs foreach, also after loading a state."""
+    from galaug_alae.generator import Nets, _optimizers
+
+    cfg = tiny_config()
+    nets = Nets(cfg.net(1))
+    nets.train_only(nets.E, nets.D)
+    flags = {name.split(".")[0]: p.requires_grad for name, p in nets.named_parameters()}
+    assert flags == {"F": False, "G": False, "E": True, "D": True, "F_ema": False, "G_ema": False}
+    opt_ed, opt_fg = _optimizers(nets, cfg)
+    params = [*nets.E.parameters(), *nets.D.parameters()]
+    twin = [p.detach().clone() for p in params]
+    plain = torch.optim.Adam(twin, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=False)
+    for _ in range(3):
+        grads = [torch.randn_like(p) for p in params]
+        for p, q, g in zip(params, twin, grads):
+            p.grad, q.grad = g, g.clone()
+        opt_ed.step()
+        plain.step()
+    assert all(torch.equal(p, q) for p, q in zip(params, twin))  # the same values as the loop over parameters
+    saved = {"opt_ed": {**plain.state_dict()}, "opt_fg": opt_fg.state_dict()}
+    saved["opt_ed"]["param_groups"] = [{**g, "foreach": None} for g in saved["opt_ed"]["param_groups"]]
+    loaded, _ = _optimizers(Nets(cfg.net(1)), cfg, saved)
+    assert all(g["foreach"] is True for g in loaded.param_groups)
+
+
 def test_generate_output_does_not_depend_on_batch_size(trained, tmp_path):
     a = generate(trained, tmp_path / "a.zarr", 10, seed=1, batch_size=3)
     b = generate(trained, tmp_path / "b.zarr", 10, seed=1, batch_size=10)

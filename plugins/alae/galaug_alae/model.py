@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["NetConfig", "Mapping", "Synthesis", "Encoder", "Discriminator", "pixel_norm"]
+__all__ = ["NetConfig", "Mapping", "Synthesis", "Encoder", "Discriminator", "pixel_norm", "upsample2x"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +51,20 @@ def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + eps)
 
 
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear 2x upsampling (align_corners=False), returned in x's memory format.
+
+    On a CPU, an NCHW tensor goes through channels-last and back here: torch's
+    kernel converts it so itself, several times more slowly (4.9 against
+    1.4 ms for 32 x 16 x 16 x 16 on one thread); the values are the same.
+    """
+    if x.device.type != "cpu" or x.is_contiguous(memory_format=torch.channels_last):
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    y = F.interpolate(x.contiguous(memory_format=torch.channels_last), scale_factor=2, mode="bilinear",
+                      align_corners=False)
+    return y.contiguous()
+
+
 class EqLinear(nn.Module):
     """Linear layer with equalized learning rate (weights scaled at run time by lr_mul / sqrt(fan_in))."""
 
@@ -62,6 +76,13 @@ class EqLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight * self.w_scale, self.bias * self.lr_mul)
+
+    def rowwise(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` with each row a product of its own, (1, fin) @ (fin, fout): a row's bits never depend on
+        the batch. They are those of a batch of one (the same BLAS call) where fin * fout >= 400; below that,
+        torch's bmm takes a plain loop, still per row."""
+        weight = (self.weight * self.w_scale).t().expand(len(x), -1, -1)  # (B, fin, fout), no copy
+        return torch.bmm(x[:, None, :], weight)[:, 0] + self.bias * self.lr_mul
 
 
 class EqConv2d(nn.Module):
@@ -87,10 +108,12 @@ class Mapping(nn.Module):
         d = cfg.latent_dim
         self.layers = nn.ModuleList(EqLinear(d, d, lr_mul=cfg.mapping_lr_mul) for _ in range(cfg.mapping_layers))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, *, rowwise: bool = False) -> torch.Tensor:
+        """w = F(z); ``rowwise``: each row computed alone (:meth:`EqLinear.rowwise`), so w is independent of
+        the batch, in one call per layer."""
         x = pixel_norm(z)
         for layer in self.layers:
-            x = F.leaky_relu(layer(x), 0.2)
+            x = F.leaky_relu(layer.rowwise(x) if rowwise else layer(x), 0.2)
         return x
 
 
@@ -139,7 +162,7 @@ class SynthesisBlock(nn.Module):
         if self.first:
             x = self.const.expand(w1.shape[0], -1, -1, -1)
         else:
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            x = upsample2x(x)
         return self.layer2(self.layer1(x, w1, n1), w2, n2)
 
 
@@ -175,7 +198,7 @@ class Synthesis(nn.Module):
             x = self.blocks[k](x, styles[:, 2 * k], styles[:, 2 * k + 1], noise[2 * k], noise[2 * k + 1])
         image = self.to_image[level](x)
         if alpha < 1 and level > 0:  # fade in the newest level (progressive growing)
-            low = F.interpolate(self.to_image[level - 1](prev), scale_factor=2, mode="bilinear", align_corners=False)
+            low = upsample2x(self.to_image[level - 1](prev))
             image = torch.lerp(low, image, alpha)
         return image
 
