@@ -1,6 +1,6 @@
 """Fits/s of galaug's batched Sersic fitter against astropy's Sersic2D with scipy BFGS, same images, same run.
 
-    OMP_NUM_THREADS=1 python benchmarks/fit.py --n 500 --baseline-n 30 --threads 1
+    OMP_NUM_THREADS=1 python benchmarks/fit.py --n 500 --baseline-n 30 --repeats 3 --threads 1
 
 Simulate ``--n`` noisy images with the ``sersic`` source (the source's
 default parameter ranges; ``--size`` pixels on a 25.3 arcsec field, i.e.
@@ -11,8 +11,8 @@ of noiseless galaxies), then fit them:
 - galaug: :func:`galaug.fitting.fit_sersic` on all ``--n`` images (per-image
   BFGS with autograd gradients, model evaluations batched in torch), once
   from a shared starting point and once from its own moment estimates.
-- baseline, one image at a time, on the first ``--baseline-n`` images (it
-  is slow): the model is ``astropy.modeling.models.Sersic2D`` evaluated at
+- baseline, one image at a time, on the first ``--baseline-n`` images (30
+  at least by default; it is slow): the model is ``astropy.modeling.models.Sersic2D`` evaluated at
   the centres of ``--oversample`` x ``--oversample`` sub-pixels per pixel
   on the stamp plus a margin of 4 PSF sigmas, convolved with the Gaussian
   PSF sampled on the same grid (``scipy.signal.fftconvolve``) and averaged
@@ -28,8 +28,19 @@ each, r_half and n by a factor exp(N(0, 0.2)), q by N(0, 0.1) (clipped to
 same ``max_iter`` (200) and ``gtol`` (1e-3 on the largest gradient
 component of 0.5 chi-square in its own variables).
 
-Errors are medians over the fitted images: relative for n and r_half,
-absolute for q. A baseline fit fails when BFGS did not converge (gradient
+Timing: ``--repeats`` rounds, each of galaug (shared start, then own start)
+and then the baseline, so that a change of load hits both sides of a round;
+the speed-up of each round is galaug's fits/s on the ``--n`` images over the
+baseline's on its ``--baseline-n`` (galaug's batches need many images in
+flight; the same first images are inside its sample). Printed: every
+round, the min / median / max of the speed-up, and the spread of the
+baseline's seconds per image. The fits themselves are the same in every
+round (deterministic); the quality table is of the last one, with galaug
+also on the baseline's images alone, so that speed is compared at equal
+quality.
+
+Errors are medians over the fitted images: relative for n, r_half and
+flux, absolute for q. A baseline fit fails when BFGS did not converge (gradient
 below gtol, or a precision-loss stop with a predicted further decrease
 g^T H^-1 g / 2 below 1e-3: galaug's rule), or ended outside galaug's bounds
 (n 0.3 to 6.2, q >= 0.05, r_half 0.05 pixels to 4 stamps) or with its
@@ -146,6 +157,7 @@ def fit_baseline(images: np.ndarray, init: np.ndarray, *, noise_std: float, rend
     size, scale = render.size, render.scale
     params = np.full((len(images), 7), np.nan)
     chi2_red, n_iter, ok = np.full(len(images), np.nan), np.zeros(len(images), int), np.zeros(len(images), bool)
+    seconds = np.zeros(len(images))
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         # scipy warns when its line search gives up; that fit then reports no convergence and counts as a failure
         warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"scipy\.optimize")
@@ -154,15 +166,17 @@ def fit_baseline(images: np.ndarray, init: np.ndarray, *, noise_std: float, rend
                 value = 0.5 * np.sum((image - render(*to_physical(p, scale))) ** 2) / noise_std**2
                 return value if np.isfinite(value) else 1e300
 
+            t = time.perf_counter()
             res = scipy.optimize.minimize(half_chi2, to_variables(init[i], scale), method="BFGS",
                                           options={"maxiter": MAX_ITER, "gtol": GTOL})
+            seconds[i] = time.perf_counter() - t
             params[i] = p = to_physical(res.x, scale)
             chi2_red[i] = 2 * res.fun / (size * size - 7)
             n_iter[i] = res.nit
             inside = abs(p[0]) < size * scale / 2 and abs(p[1]) < size * scale / 2
             in_bounds = 0.3 <= p[3] <= 6.2 and p[4] >= 0.05 and 0.05 * scale <= p[2] <= 4 * size * scale
             ok[i] = converged(res) and inside and in_bounds and np.isfinite(res.fun)
-    return {"params": params, "chi2_reduced": chi2_red, "n_iter": n_iter, "success": ok}
+    return {"params": params, "chi2_reduced": chi2_red, "n_iter": n_iter, "success": ok, "seconds": seconds}
 
 
 def row(name: str, images: int, wall: float | None, fit: dict, truth: np.ndarray) -> str:
@@ -170,15 +184,23 @@ def row(name: str, images: int, wall: float | None, fit: dict, truth: np.ndarray
     err_n = np.median(np.abs(p[ok, 3] / truth[ok, 3] - 1))
     err_r = np.median(np.abs(p[ok, 2] / truth[ok, 2] - 1))
     err_q = np.median(np.abs(p[ok, 4] - truth[ok, 4]))
+    err_f = np.median(np.abs(p[ok, 6] / truth[ok, 6] - 1))
     timing = f"{wall:8.1f} {images / wall:8.2f}" if wall is not None else f"{'-':>8} {'-':>8}"
     return (f"{name:30s} {images:6d} {timing} {np.nanmedian(fit['chi2_reduced']):9.3f} {np.median(fit['n_iter']):6.0f} "
-            f"{err_n:8.4f} {err_r:8.4f} {err_q:8.4f} {int(np.count_nonzero(~fit['success'])):5d}")
+            f"{err_n:8.4f} {err_r:8.4f} {err_q:8.4f} {err_f:8.4f} {int(np.count_nonzero(~fit['success'])):5d}")
+
+
+def spread(values) -> str:
+    """min / median / max."""
+    return f"{np.min(values):.1f} / {np.median(values):.1f} / {np.max(values):.1f}"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--n", type=int, default=500, help="images fitted by galaug")
-    p.add_argument("--baseline-n", type=int, default=30, help="of these, the first ones fitted by the baseline")
+    p.add_argument("--baseline-n", type=int, default=30,
+                   help="of these, the first ones fitted by the baseline (fewer than 30: a quick check, not a figure)")
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds of both fitters")
     p.add_argument("--size", type=int, default=32, help="stamp size in pixels (pixel scale 0.396 * 64 / size)")
     p.add_argument("--noise-frac", type=float, default=0.01, help="noise_std over the median noiseless peak")
     p.add_argument("--oversample", type=int, default=7,
@@ -186,8 +208,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    if a.n < 1 or not 1 <= a.baseline_n <= a.n:
-        p.error("need 1 <= --baseline-n <= --n")
+    if a.n < 1 or not 1 <= a.baseline_n <= a.n or a.repeats < 1:
+        p.error("need 1 <= --baseline-n <= --n and --repeats >= 1")
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS",) if k in os.environ)
@@ -210,30 +232,52 @@ def main() -> None:
           f"(oversample {a.oversample}), one at a time")
 
     fit_sersic(images[:2], **kw)  # warm-up (first torch calls)
-    results = {}
-    for name, start in (("galaug, shared start", init), ("galaug, own moment start", None)):
-        t = time.perf_counter()
-        fit = fit_sersic(images, init=start, **kw)
-        results[name] = (time.perf_counter() - t, vars(fit))
     render = AstropySersic(a.size, pixel_scale=cfg.pixel_scale, psf_fwhm=PSF_FWHM, oversample=a.oversample)
     render(*truth[0])  # warm-up
-    t = time.perf_counter()
-    baseline = fit_baseline(images[:k], init[:k], noise_std=cfg.noise_std, render=render)
-    baseline_wall = time.perf_counter() - t
+    starts = {"galaug, shared start": init, "galaug, own moment start": None}
+    walls: dict[str, list[float]] = {name: [] for name in [*starts, "baseline"]}
+    cpus: dict[str, list[float]] = {name: [] for name in walls}  # process CPU seconds: less sensitive to others' load
+    results, seconds = {}, []
+    for r in range(a.repeats):
+        for name, start in starts.items():
+            t, c = time.perf_counter(), time.process_time()
+            results[name] = vars(fit_sersic(images, init=start, **kw))
+            walls[name].append(time.perf_counter() - t)
+            cpus[name].append(time.process_time() - c)
+        t, c = time.perf_counter(), time.process_time()
+        baseline = fit_baseline(images[:k], init[:k], noise_std=cfg.noise_std, render=render)
+        walls["baseline"].append(time.perf_counter() - t)
+        cpus["baseline"].append(time.process_time() - c)
+        seconds.append(baseline["seconds"])
+        print(f"round {r + 1}/{a.repeats}: load average {os.getloadavg()[0]:.2f}", flush=True)
 
     header = (f"{'method':30s} {'images':>6s} {'wall s':>8s} {'fits/s':>8s} {'chi2_red':>9s} {'iters':>6s} "
-              f"{'|dn|/n':>8s} {'|dr|/r':>8s} {'|dq|':>8s} {'fails':>5s}")
-    print()
+              f"{'|dn|/n':>8s} {'|dr|/r':>8s} {'|dq|':>8s} {'|df|/f':>8s} {'fails':>5s}")
+    print(f"\nfit quality and the last round's times (median over the images; errors against the true parameters)")
     print(header)
     print("-" * len(header))
-    for name, (wall, fit) in results.items():
-        print(row(name, a.n, wall, fit, truth))
-    shared = results["galaug, shared start"][1]
-    print(row(f"  same, first {k} images", k, None, {key: v[:k] for key, v in shared.items()}, truth[:k]))
-    print(row("astropy Sersic2D + scipy BFGS", k, baseline_wall, baseline, truth[:k]))
-    rate = a.n / results["galaug, shared start"][0]
-    print(f"\nspeed-up, shared start: {rate / (k / baseline_wall):.1f}x (target >= 20x); "
-          f"galaug with its own start: {a.n / results['galaug, own moment start'][0] / (k / baseline_wall):.1f}x")
+    for name in starts:
+        print(row(name, a.n, walls[name][-1], results[name], truth))
+    for name in starts:
+        print(row(f"  {name.split(', ')[1]}, first {k}", k, None, {key: v[:k] for key, v in results[name].items()},
+                  truth[:k]))
+    print(row("astropy Sersic2D + scipy BFGS", k, walls["baseline"][-1], baseline, truth[:k]))
+
+    shared, own = starts
+    for clock, times in (("wall", walls), ("CPU", cpus)):
+        base_rate = k / np.array(times["baseline"])
+        ratio = {name: a.n / np.array(times[name]) / base_rate for name in starts}
+        print(f"\n{'round':>5s} {f'galaug fits/{clock} s (shared, own start)':>38s} "
+              f"{f'baseline fits/{clock} s':>20s} {'speed-up (shared, own start)':>29s}")
+        for r in range(a.repeats):
+            print(f"{r + 1:5d} {a.n / times[shared][r]:19.2f} {a.n / times[own][r]:18.2f} {base_rate[r]:20.3f} "
+                  f"{ratio[shared][r]:14.1f}x {ratio[own][r]:13.1f}x")
+        print(f"{clock}-time speed-up over {a.repeats} rounds, min / median / max: shared start "
+              f"{spread(ratio[shared])}x, own start {spread(ratio[own])}x (target >= 20x)")
+    per_image = np.concatenate(seconds)
+    print(f"baseline seconds per image over {len(per_image)} fits, min / median / max: "
+          f"{np.min(per_image):.2f} / {np.median(per_image):.2f} / {np.max(per_image):.2f}"
+          + ("" if k >= 30 else f"; only {k} baseline images (under 30): a quick check, not a figure"))
 
     clean = np.stack([draw_sersic(q, sersic_config(a.size, noise_std=0.0))[0] for q in truth[:k]])
     ours = render_sersic(truth[:k], image_size=a.size, pixel_scale=cfg.pixel_scale, psf_fwhm=PSF_FWHM)

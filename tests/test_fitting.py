@@ -160,3 +160,28 @@ def test_hand_written_gradients_match_finite_differences():
                                 np.array([100.0, 50.0]))
     p = torch.tensor(start, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda p: renderer(*param.physical(p)), (p,), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def test_gauss_newton_start_is_a_bounded_inverse_hessian_close_to_the_full_models(noisy):
+    """BFGS's starting inverse Hessians: symmetric, positive, no eigenvalue above 1 (never bolder than the
+    identity), the identity where the model is not finite, and the coarse model's close to the full model's."""
+    from galaug.fitting.fit import _COARSE, _Chi2, _Parametrisation
+    from galaug.fitting.render import _FWHM_TO_SIGMA, _Renderer
+
+    images = noisy[0][:4, 0].astype(np.float64)
+    sigma = FWHM * _FWHM_TO_SIGMA / SCALE
+    param = _Parametrisation(SIZE)
+    full = _Renderer(SIZE, SIZE, psf_sigma=sigma)
+    chi2 = _Chi2(full, param, images, np.isfinite(images), np.full(4, NOISE), chunk_size=3)
+    truth = noisy[1][:4]
+    p = param.unconstrained(truth[:, 0] / SCALE, truth[:, 1] / SCALE, truth[:, 2] / SCALE, *truth[:, 3:].T)
+    p[3] = np.nan
+    index = np.arange(4)
+    coarse = chi2.gauss_newton_inverse(_Renderer(SIZE, SIZE, psf_sigma=sigma, **_COARSE), index, p)
+    np.testing.assert_array_equal(coarse, coarse.transpose(0, 2, 1))
+    lam = np.linalg.eigvalsh(coarse)
+    assert (lam > 0).all() and (lam <= 1 + 1e-12).all()
+    np.testing.assert_array_equal(coarse[3], np.eye(7))
+    exact = chi2.gauss_newton_inverse(full, index[:3], p[:3])
+    for a, b in zip(coarse[:3], exact):
+        assert np.linalg.norm(a - b) < 0.1 * np.linalg.norm(b)

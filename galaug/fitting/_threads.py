@@ -87,9 +87,12 @@ class Rendezvous:
 
 
 def minimize_all(evaluate: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]], p0: np.ndarray,
-                 todo: list[int], *, workers: int, max_iter: int, gtol: float,
+                 todo: list[int], *, workers: int, max_iter: int, gtol: float, hess_inv0: np.ndarray | None = None,
                  desc: str = "fit sersic") -> dict[int, scipy.optimize.OptimizeResult]:
     """``scipy.optimize.minimize(method="BFGS", jac=True)`` from ``p0[i]`` for every ``i`` in ``todo``.
+
+    ``hess_inv0`` (N, D, D), if given, holds each image's starting inverse
+    Hessian (BFGS's ``hess_inv0``; the identity otherwise).
 
     ``workers`` threads each take images from a queue and run their BFGS;
     the objective calls of all of them are evaluated together by
@@ -120,8 +123,11 @@ def minimize_all(evaluate: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, 
                             i = jobs.get_nowait()
                         except queue.Empty:
                             return
+                        options = {"maxiter": max_iter, "gtol": gtol}
+                        if hess_inv0 is not None:
+                            options["hess_inv0"] = hess_inv0[i]
                         res = scipy.optimize.minimize(lambda p, i=i: rendezvous(worker, i, p), p0[i], jac=True,
-                                                      method="BFGS", options={"maxiter": max_iter, "gtol": gtol})
+                                                      method="BFGS", options=options)
                         with lock:
                             results[i] = res
                             bar.update(1)
