@@ -33,7 +33,11 @@ process, interleaved over ``--repeats`` rounds, best of each:
 - beside another job (``--busy``): the same command while a second process
   keeps both cores busy with matrix products, with the default thread policy
   (passive waits), with OpenMP's spinning waits (``OMP_WAIT_POLICY=ACTIVE``,
-  galaug's behaviour before) and with ``--threads 1``.
+  galaug's behaviour before) and with one thread (``OMP_NUM_THREADS=1``,
+  what ``--threads 1`` sets).
+
+Run it with ``PYTHONPATH`` naming another galaug checkout to time that
+version's command the same way (options it lacks are skipped).
 
 Per-sample noise streams: torch generators (what galaug uses) against a
 counter-based stream (numpy's Philox keyed by each sample's seed), per image.
@@ -161,25 +165,29 @@ def main() -> None:
 
 
 FLOOR = textwrap.dedent("""
-    import sys, time
+    # the floor: read, convolve by FFT, add noise, write; nothing galaug does besides (self-contained)
+    import math, sys
     import numpy as np, torch, zarr
     from zarr.codecs import Crc32cCodec
-    from galaug.degrade.psf import MoffatPSF, crop_to_flux, padded_size
     src, dst, beta, std = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
     images = zarr.open_group(src, mode="r")["images"]
     n, c, h, w = images.shape
-    kernels = crop_to_flux(MoffatPSF(MoffatPSF.Config(beta=beta, fwhm=2.0)).kernels(c, h, w)).float()
-    size = (padded_size(h, kernels.shape[-2]), padded_size(w, kernels.shape[-1]))
-    spectrum = torch.fft.rfft2(kernels, s=size)
-    cy, cx = kernels.shape[-2] // 2, kernels.shape[-1] // 2
-    rows = images.chunks[0]
-    out = zarr.create_array(dst, shape=images.shape, chunks=images.chunks, dtype="float32",
+    alpha = 2.0 / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
+    r = np.arange(-(h - 1), h)
+    kernel = (1 + (r[:, None] ** 2 + r[None, :] ** 2) / alpha**2) ** -beta
+    total = kernel.sum()
+    half = next(k for k in range(h) if kernel[h - 1 - k:h + k, h - 1 - k:h + k].sum() >= (1 - 1e-6) * total)
+    kernel = kernel[h - 1 - half:h + half, h - 1 - half:h + half]
+    size = min(p * f for p in (2 ** a for a in range(1, 16)) for f in (1, 3, 5) if p * f >= h + half)
+    spectrum = torch.fft.rfft2(torch.from_numpy(kernel / kernel.sum()).float(), s=(size, size))
+    rows = 64
+    out = zarr.create_array(dst, shape=images.shape, chunks=(rows, c, h, w), dtype="float32",
                             compressors=Crc32cCodec())
     generator = torch.Generator().manual_seed(0)
     for lo in range(0, n, rows):
         x = torch.from_numpy(images[lo:lo + rows])
-        y = torch.fft.irfft2(torch.fft.rfft2(x, s=size).mul_(spectrum), s=size)[..., cy:cy + h, cx:cx + w]
-        y = y + std * torch.randn(y.shape, generator=generator)
+        y = torch.fft.irfft2(torch.fft.rfft2(x, s=(size, size)).mul_(spectrum), s=(size, size))
+        y = y[..., half:half + h, half:half + w] + std * torch.randn((len(x), c, h, w), generator=generator)
         out[lo:lo + rows] = y.numpy()
 """)
 
@@ -203,8 +211,11 @@ def whole_commands(n: int, size: int, bands: int, beta: float, std: float, repea
         src = Path(tmp) / "in.zarr"
         floor_py = Path(tmp) / "floor.py"
         floor_py.write_text(FLOOR)
-        with galaug.create_dataset(src, bands=[f"b{i}" for i in range(bands)], image_size=size, n=n,
-                                   provenance=make_entry("benchmark")) as w:
+        import inspect
+
+        sized = {"n": n} if "n" in inspect.signature(galaug.DatasetWriter).parameters else {}  # galaug < 0.2: no n
+        with galaug.create_dataset(src, bands=[f"b{i}" for i in range(bands)], image_size=size,
+                                   provenance=make_entry("benchmark"), **sized) as w:
             for lo in range(0, n, 1024):
                 w.append(make_images(min(1024, n - lo), bands, size, seed=lo))
         gb = n * bands * size * size * 4 / 1e9
@@ -219,9 +230,10 @@ def whole_commands(n: int, size: int, bands: int, beta: float, std: float, repea
                 cmd = [galaug_bin, "degrade", str(src), str(out), "--degrade", spec, "--device", "cpu", *args]
             return _timed(cmd, {**env, **(extra_env or {})})
 
-        cases = {"floor script": lambda: run("floor"),
-                 "galaug degrade": lambda: run("galaug"),
-                 "galaug degrade --copy-clean": lambda: run("galaug", args=("--copy-clean",))}
+        helptext = subprocess.run([galaug_bin, "degrade", "--help"], capture_output=True, text=True, env=env).stdout
+        cases = {"floor script": lambda: run("floor"), "galaug degrade": lambda: run("galaug")}
+        if "--copy-clean" in helptext:  # galaug before 0.2 always copied
+            cases["galaug degrade --copy-clean"] = lambda: run("galaug", args=("--copy-clean",))
         best: dict[str, float] = {}
         for _ in range(repeats):
             for name, case in cases.items():
@@ -240,14 +252,14 @@ def whole_commands(n: int, size: int, bands: int, beta: float, std: float, repea
             time.sleep(2)
             cases = {"busy: galaug degrade (passive waits)": lambda: run("galaug"),
                      "busy: OMP_WAIT_POLICY=ACTIVE (before)": lambda: run("galaug", {"OMP_WAIT_POLICY": "ACTIVE"}),
-                     "busy: galaug degrade --threads 1": lambda: run("galaug", args=("--threads", "1"))}
+                     "busy: galaug degrade, one thread": lambda: run("galaug", {"OMP_NUM_THREADS": "1"})}
             best = {}
             for _ in range(repeats):
                 for name, case in cases.items():
                     best[name] = min(best.get(name, float("inf")), case())
         finally:
             burner.kill()
-        one = best["busy: galaug degrade --threads 1"]
+        one = best["busy: galaug degrade, one thread"]
         print("beside another job that keeps every core busy:")
         for name, t in best.items():
             print(f"  {name:<36} {t:6.2f} s  {t / one:5.2f}x one thread")
