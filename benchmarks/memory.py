@@ -19,6 +19,16 @@ seconds. The promise (docs/reliability.md): every figure stays under
   simulated dataset (output: images and clean, 2x the input).
 - mix: half the simulated rows and N/2 generated ones (N rows out).
 
+With ``--micro-batch 32,16,8,4`` it measures ALAE training instead:
+``galaug train alae DATA --preset small --set micro_batch=M`` on 500
+Sersic images (64 px, one band) for ``--steps`` steps at each M, over
+``--rounds`` interleaved rounds: peak RSS, seconds per step (the median of
+the steps after the first, from ``metrics.jsonl``), the CPU seconds of the
+whole command, and the line ``fixed + per image x micro_batch`` fitted to
+the peaks.
+
+    python benchmarks/memory.py --micro-batch 32,16,8,4 --steps 6 --rounds 2
+
 Disk: at N, about 4 x 64 KiB x N at once (simulated + generated + degraded
 with clean): 26 GB for 100,000. Everything is written under ``--tmp`` and
 removed; the script refuses to start when the free space is short.
@@ -93,6 +103,12 @@ def child(argv: list[str]) -> None:
 
 def run(args: list[str], *, plugin: bool = False) -> tuple[float, float]:
     """Run ``galaug ARGS`` as a child; (peak RSS in MiB, wall seconds). Fails loudly on a non-zero exit."""
+    rss, seconds, _ = run_usage(args, plugin=plugin)
+    return rss, seconds
+
+
+def run_usage(args: list[str], *, plugin: bool = False) -> tuple[float, float, float]:
+    """:func:`run`, and the child's CPU seconds (user + system) as well."""
     args = [str(x) for x in args]
     cmd = [sys.executable, __file__, "--child", *args] if plugin else \
         [str(Path(sys.executable).with_name("galaug")), *args]
@@ -106,7 +122,55 @@ def run(args: list[str], *, plugin: bool = False) -> tuple[float, float]:
     proc.stderr.close()
     if proc.returncode:
         raise SystemExit(f"galaug {' '.join(args)} failed ({proc.returncode}):\n{err}")
-    return usage.ru_maxrss / 1024, seconds  # Linux reports KiB
+    return usage.ru_maxrss / 1024, seconds, usage.ru_utime + usage.ru_stime  # Linux reports KiB
+
+
+def train_alae(micro: list[int], *, steps: int, rounds: int, images: int, tmp_parent: Path) -> None:
+    """Peak RSS, seconds per step and CPU seconds of `train alae --preset small` at each micro-batch size,
+    interleaved."""
+    import json
+    import statistics
+
+    peaks: dict[int, list[float]] = {m: [] for m in micro}
+    step_s: dict[int, list[float]] = {m: [] for m in micro}
+    cpu_s: dict[int, list[float]] = {m: [] for m in micro}
+    with tempfile.TemporaryDirectory(dir=tmp_parent, prefix="galaug-memory-") as tmp:
+        tmp = Path(tmp)
+        run(["simulate", "sersic", tmp / "sersic.zarr", "-n", images])
+        for r in range(rounds):
+            for m in micro:
+                runs = tmp / f"runs-{m}-{r}"
+                rss, _, cpu = run_usage(["train", "alae", tmp / "sersic.zarr", "--preset", "small", "--steps", steps,
+                              "--set", f"micro_batch={m}", "--set", "log_every=1", "--run-dir", runs,
+                              "--device", "cpu"])
+                (run_dir,) = runs.iterdir()
+                records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+                batch = json.loads((run_dir / "options.json").read_text())["config"]["batch_size"]
+                seconds = statistics.median(batch / rec["images_per_s"] for rec in records[1:])  # after the first
+                peaks[m].append(rss)
+                step_s[m].append(seconds)
+                cpu_s[m].append(cpu)
+                print(f"  round {r + 1}, micro_batch={m:3d}: peak RSS {rss:6.0f} MiB, {seconds:5.2f} s a step, "
+                      f"{cpu:6.1f} CPU s", file=sys.stderr, flush=True)
+                shutil.rmtree(runs)
+
+    knobs = [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MALLOC_ARENA_MAX") if k in os.environ]
+    print(f"\n`train alae --preset small` (batch_size {batch}) on {images} Sersic images, {steps} steps, "
+          f"{os.cpu_count()} CPUs{', ' if knobs else ''}{' '.join(knobs)}; median of {rounds} interleaved rounds "
+          f"(min-max)\n")
+    print("CPU s: user + system time of the whole command (start-up, intensity fit, the steps, a checkpoint), "
+          "which other jobs on the machine disturb less than the wall time\n")
+    whole, whole_cpu = statistics.median(step_s[max(micro)]), statistics.median(cpu_s[max(micro)])
+    print("| micro_batch | peak RSS | s a step | CPU s, whole run | vs the largest (s a step, CPU s) |")
+    print("|---:|---:|---:|---:|---:|")
+    for m in micro:
+        p, t, c = peaks[m], step_s[m], cpu_s[m]
+        print(f"| {m} | {statistics.median(p):,.0f} MiB ({min(p):,.0f}-{max(p):,.0f}) | "
+              f"{statistics.median(t):.2f} ({min(t):.2f}-{max(t):.2f}) | "
+              f"{statistics.median(c):.0f} ({min(c):.0f}-{max(c):.0f}) | "
+              f"{statistics.median(t) / whole:.2f}x, {statistics.median(c) / whole_cpu:.2f}x |")
+    per_image, fixed = np.polyfit(micro, [statistics.median(peaks[m]) for m in micro], 1)
+    print(f"\npeak RSS ~ {fixed:,.0f} MiB + {per_image:.1f} MiB x micro_batch (least squares)")
 
 
 def main() -> None:
@@ -114,7 +178,19 @@ def main() -> None:
     p.add_argument("--sizes", default="1000,10000,100000", help="comma-separated numbers of images")
     p.add_argument("--real-sim", type=int, default=200, help="N for `simulate bulgedisk` (0: skip)")
     p.add_argument("--tmp", default=None, help="folder for the datasets (default: the system's temporary folder)")
+    p.add_argument("--micro-batch", default=None,
+                   help="comma-separated micro_batch values: measure `train alae --preset small` at each instead")
+    p.add_argument("--steps", type=int, default=6, help="training steps a run (with --micro-batch)")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (with --micro-batch)")
+    p.add_argument("--images", type=int, default=500, help="Sersic images trained on (with --micro-batch)")
     a = p.parse_args()
+    if a.micro_batch is not None:
+        micro = [int(m) for m in a.micro_batch.split(",")]
+        if a.steps < 2 or a.rounds < 1 or len(micro) < 2:
+            raise SystemExit("--micro-batch needs two values or more, --steps at least 2 and --rounds at least 1")
+        train_alae(micro, steps=a.steps, rounds=a.rounds, images=a.images,
+                   tmp_parent=Path(a.tmp or tempfile.gettempdir()))
+        return
     sizes = [int(s) for s in a.sizes.split(",")]
     tmp_parent = Path(a.tmp or tempfile.gettempdir())
     need = 4.2 * IMAGE_BYTES * max(sizes)

@@ -7,6 +7,7 @@ one file, with the headers real cutouts carry::
     python examples/make_fake_cutouts.py cutouts/ -n 200                  # 64x64 g,r,i,z, one HDU per band
     python examples/make_fake_cutouts.py cutouts/ -n 200 --layout cube    # one (C, H, W) cube per file
     python examples/make_fake_cutouts.py cutouts/ -n 40 --size 32 --bands g,r,i --gzip --nan 2
+    python examples/make_fake_cutouts.py frames/ -n 200 --frame 2000      # g,r,i,z frames + catalog.csv
 
 ``--layout mef`` (the default) writes an empty primary HDU (object name
 and position) followed by one image extension per band with ``EXTNAME`` and
@@ -16,11 +17,21 @@ cube in the primary HDU with ``BAND1..BANDn`` naming its planes.
 ``galaug ingest`` reads the band names, the flux unit and the pixel scale
 from these headers. ``--nan K`` blanks a corner of K cutouts with NaN, as
 happens at survey edges, to exercise ``galaug ingest --on-bad``.
+
+``--frame N`` writes a survey frame instead: the ``-n`` galaxies (drawn
+without noise, centred) placed at random in one N x N frame per band,
+``frame_g.fits``, ``frame_r.fits``, ... (one image HDU each, with
+``FILTER``, ``BUNIT`` and a TAN WCS; all on one pixel grid), plus the sky
+noise, and ``catalog.csv`` with the ``id,ra,dec`` of every galaxy's
+centre. Galaxies lie at least a cutout apart; some are placed so close
+to the edge that ``galaug ingest --cutouts catalog.csv --size SIZE``
+skips them. The same frames serve ``galaug ingest --detect``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -80,6 +91,53 @@ def cutout_hdus(image: np.ndarray, bands: list[str], *, name: str, ra: float, de
     return fits.HDUList(hdus)
 
 
+def write_frames(out: Path, *, n: int, frame: int, bands: list[str], cfg: BulgeDiskConfig, seed: int,
+                 gzip: bool) -> int:
+    """``n`` galaxies in one ``frame`` x ``frame`` frame per band, and their catalogue; how many lie by an edge."""
+    size = cfg.image_size
+    galaxies = BulgeDisk(dataclasses.replace(cfg, sky_sigma=(0.0,), neighbours=0.0, max_offset=0.0))
+    rng = np.random.default_rng([seed, 1])
+    lo, hi = size // 4, frame - size // 4  # centres this close to the edge: some stamps reach past it
+    centres: list[tuple[int, int]] = []
+    for _ in range(1000 * n):
+        if len(centres) == n:
+            break
+        x, y = (int(v) for v in rng.integers(lo, hi, size=2))
+        if all(max(abs(x - a), abs(y - b)) >= size for a, b in centres):
+            centres.append((x, y))
+    else:
+        sys.exit(f"Error: {n} galaxies at least {size} pixels apart do not fit in {frame}x{frame}; "
+                 "use a larger --frame")
+    planes = np.zeros((len(bands), frame, frame), dtype=np.float64)
+    half = size // 2  # the stamp of a galaxy centred at (x, y) covers x - half .. x - half + size - 1
+    for start in range(0, n, 32):
+        images, _ = galaxies.draw(range(start, min(start + 32, n)), seed=seed)
+        for image, (x, y) in zip(images, centres[start:start + 32]):
+            x0, y0 = x - half, y - half
+            ys, xs = slice(max(y0, 0), min(y0 + size, frame)), slice(max(x0, 0), min(x0 + size, frame))
+            planes[:, ys, xs] += image[:, ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+    for plane, sigma in zip(planes, cfg.per_band("sky_sigma")):
+        plane += rng.normal(0.0, sigma, size=plane.shape)
+    header = celestial_header(*FIELD, size=frame, pixel_scale=cfg.pixel_scale)
+    wcs = WCS(header)
+    suffix = ".fits.gz" if gzip else ".fits"
+    for band, plane in zip(bands, planes.astype(np.float32)):
+        hdu = fits.PrimaryHDU(plane, header=header)
+        hdu.header["FILTER"] = (band, "filter")
+        hdu.header["BUNIT"] = ("nJy", "pixel unit")
+        hdu.header["MAGZP"] = (ZERO_POINT_NJY, "AB zero point of 1 pixel unit")
+        hdu.header["TELESCOP"] = ("galaug", "simulated: galaug bulgedisk")
+        hdu.writeto(out / f"frame_{band}{suffix}")
+    # the centre of a galaxy drawn on an even stamp lies between its two middle pixels: x - half + (size - 1) / 2
+    px = np.array([x - half + (size - 1) / 2 for x, _ in centres])
+    py = np.array([y - half + (size - 1) / 2 for _, y in centres])
+    ra, dec = wcs.pixel_to_world_values(px, py)
+    rows = [f"gal{k:05d},{float(a)!r},{float(d)!r}" for k, (a, d) in enumerate(zip(ra, dec))]
+    (out / "catalog.csv").write_text("id,ra,dec\n" + "\n".join(rows) + "\n")
+    near = [(x, y) for x, y in centres if min(x, y) < half or max(x, y) > frame - size + half]
+    return len(near)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("output", help="folder to create")
@@ -91,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="one image HDU per band (default) or one (C, H, W) cube")
     parser.add_argument("--gzip", action="store_true", help="write .fits.gz files")
     parser.add_argument("--nan", type=int, default=0, metavar="K", help="blank a corner of K cutouts with NaN")
+    parser.add_argument("--frame", type=int, default=None, metavar="N",
+                        help="place the galaxies in one N x N frame per band and write catalog.csv (id,ra,dec)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     args = parser.parse_args(argv)
@@ -100,8 +160,19 @@ def main(argv: list[str] | None = None) -> None:
         if not args.overwrite:
             sys.exit(f"Error: {out} exists (use --overwrite)")
         shutil.rmtree(out)
+    if args.frame is not None and (args.nan or args.layout != "mef"):
+        sys.exit("Error: --nan and --layout apply to cutouts, not to --frame")
+    if args.frame is not None and args.frame < 2 * args.size:
+        sys.exit(f"Error: --frame {args.frame} is too small for cutouts of {args.size} pixels "
+                 f"(at least {2 * args.size})")
     bands = [b.strip() for b in args.bands.split(",") if b.strip()]
     cfg = BulgeDiskConfig(image_size=args.size, pixel_scale=args.pixel_scale, bands=tuple(bands))
+    if args.frame is not None:
+        out.mkdir(parents=True)
+        near = write_frames(out, n=args.n, frame=args.frame, bands=bands, cfg=cfg, seed=args.seed, gzip=args.gzip)
+        print(f"wrote {len(bands)} frames of {args.frame}x{args.frame} pixels ({','.join(bands)}) with {args.n} "
+              f"galaxies ({near} within {args.size // 2} pixels of an edge) and catalog.csv to {out}/")
+        return
     simulator = BulgeDisk(cfg)
     rng = np.random.default_rng(args.seed)
     blanked = set(rng.choice(args.n, size=min(args.nan, args.n), replace=False).tolist())

@@ -5,11 +5,17 @@
 #   bash examples/own_fits.sh CUTOUTS_DIR OUT_DIR
 #   SIZE=32 STEPS=300 BANDS=g,r,i bash examples/own_fits.sh my-cutouts/ runs/mine
 #   python examples/make_fake_cutouts.py fake-cutouts/ -n 200 && bash examples/own_fits.sh fake-cutouts/ runs/fake
+#   CATALOG=frames/catalog.csv bash examples/own_fits.sh frames/ runs/frames    # stamps cut from frames
+#   DETECT=1 bash examples/own_fits.sh frame_drz.fits runs/detected             # at the sources found on them
+#   python examples/make_fake_cutouts.py fake-frames/ -n 200 --frame 2000 && \
+#     CATALOG=fake-frames/catalog.csv bash examples/own_fits.sh fake-frames/ runs/fake-frames
 #
 # CUTOUTS_DIR holds one FITS file per galaxy (*.fits, *.fit, *.fts, optionally .gz; not recursive): a 2-d
 # image, a (C, H, W) cube or one image HDU per band (see docs/ingest.md). Band names, pixel scale and
 # flux unit come from the headers (BAND1..n / FILTER / EXTNAME, PIXSCALE or the WCS, BUNIT) unless set
-# below. Everything is written under OUT_DIR, which is created; outputs there are replaced when run again.
+# below. With CATALOG or DETECT, CUTOUTS_DIR is instead a FITS frame or a folder of frames, one per band, and
+# one SIZE x SIZE stamp is cut per object (galaug ingest --cutouts / --detect; docs/ingest.md).
+# Everything is written under OUT_DIR, which is created; outputs there are replaced when run again.
 # The ALAE training dominates the time: 600 steps at 32x32 take a few minutes on 2 CPU cores (as in the
 # demo); at the default 64x64 it takes several times that. DEVICE=cuda (or auto on a GPU) is much faster.
 #
@@ -37,6 +43,10 @@
 #   SHOW_N        images per grid figure [25]
 #   DEVICE        auto, cpu or cuda [auto]
 #   PYTHON        the Python that has galaug installed, for the few one-line computations [python]
+#   CATALOG       a CSV catalogue (ra,dec in degrees or x,y pixels; id optional): cut a stamp per row from
+#                 the frames in CUTOUTS_DIR; objects too close to an edge are skipped [none]
+#   DETECT        1: cut a stamp at each source that photutils detects on the frames [0]
+#   INGEST_ONLY   1: stop after ingest, info and show, to look at what was read before the long steps [0]
 set -euo pipefail
 
 usage="usage: bash $0 CUTOUTS_DIR OUT_DIR  (settings as environment variables; see the top of $0)"
@@ -64,15 +74,27 @@ INTERP_K=${INTERP_K:-7}
 SHOW_N=${SHOW_N:-25}
 DEVICE=${DEVICE:-auto}
 PYTHON=${PYTHON:-python}
+CATALOG=${CATALOG:-}
+DETECT=${DETECT:-0}
+INGEST_ONLY=${INGEST_ONLY:-0}
 
 fail() { echo "Error: $*" >&2; exit 2; }
 step() { echo; echo "== $*"; }
 
 # -- check the input before anything is written ---------------------------------------------------
-[[ -d $SRC ]] || fail "$SRC is not a folder (expected a folder of FITS cutouts)"
-shopt -s nullglob nocaseglob
-fits_files=("$SRC"/*.fits "$SRC"/*.fit "$SRC"/*.fts "$SRC"/*.fits.gz "$SRC"/*.fit.gz "$SRC"/*.fts.gz)
-shopt -u nullglob nocaseglob
+case $DETECT in 0|1) ;; *) fail "DETECT must be 0 or 1, got $DETECT";; esac
+case $INGEST_ONLY in 0|1) ;; *) fail "INGEST_ONLY must be 0 or 1, got $INGEST_ONLY";; esac
+[[ -n $CATALOG && $DETECT == 1 ]] && fail "give CATALOG (positions of a catalogue) or DETECT=1 (detection), not both"
+[[ -z $CATALOG || -f $CATALOG ]] || fail "CATALOG $CATALOG: no such file"
+frames=$([[ -n $CATALOG || $DETECT == 1 ]] && echo 1 || echo 0)
+if [[ $frames == 1 && -f $SRC ]]; then
+  fits_files=("$SRC")
+else
+  [[ -d $SRC ]] || fail "$SRC is not a folder (expected a folder of FITS cutouts$([[ $frames == 1 ]] && echo " or frames, or a frame"))"
+  shopt -s nullglob nocaseglob
+  fits_files=("$SRC"/*.fits "$SRC"/*.fit "$SRC"/*.fts "$SRC"/*.fits.gz "$SRC"/*.fit.gz "$SRC"/*.fts.gz)
+  shopt -u nullglob nocaseglob
+fi
 [[ ${#fits_files[@]} -gt 0 ]] || fail "no FITS files (*.fits, *.fit, *.fts, or .gz) in $SRC"
 case $SIZE in 16|32|64|128|256) ;; *) fail "SIZE must be 16, 32, 64, 128 or 256 (the ALAE's sizes), got $SIZE";; esac
 command -v galaug >/dev/null || fail "galaug is not on PATH (activate the environment it is installed in)"
@@ -83,10 +105,21 @@ ingest_opts=(--format fits --size "$SIZE" --fit "$FIT" --on-bad "$ON_BAD")
 [[ -n $BANDS ]] && ingest_opts+=(--bands "$BANDS")
 [[ -n $PIXEL_SCALE ]] && ingest_opts+=(--pixel-scale "$PIXEL_SCALE")
 [[ -n $FLUX_UNIT ]] && ingest_opts+=(--flux-unit "$FLUX_UNIT")
+[[ -n $CATALOG ]] && ingest_opts+=(--cutouts "$CATALOG")
+[[ $DETECT == 1 ]] && ingest_opts+=(--detect)
 mkdir -p "$OUT"
 echo "${#fits_files[@]} FITS files in $SRC -> $OUT"
 
-step "ingest: read the cutouts into one dataset ($SIZE x $SIZE, --fit $FIT, --on-bad $ON_BAD)"
+if [[ -n $CATALOG ]]; then
+  what="stamps cut from ${#fits_files[@]} FITS frames at the positions of $(basename "$CATALOG")"
+  step "ingest: cut a $SIZE x $SIZE stamp per row of $CATALOG from the frames (--on-bad $ON_BAD)"
+elif [[ $DETECT == 1 ]]; then
+  what="stamps cut from ${#fits_files[@]} FITS frames at the sources detected on them"
+  step "ingest: detect the sources on the frames and cut a $SIZE x $SIZE stamp at each (--on-bad $ON_BAD)"
+else
+  what="${#fits_files[@]} FITS files from ${SRC}"
+  step "ingest: read the cutouts into one dataset ($SIZE x $SIZE, --fit $FIT, --on-bad $ON_BAD)"
+fi
 galaug ingest "$SRC" "$OUT/real.zarr" "${ingest_opts[@]}" --overwrite
 
 step "info: bands, pixel scale, flux unit and provenance of what was read"
@@ -94,6 +127,10 @@ galaug info "$OUT/real.zarr"
 
 step "show: a grid of the first $SHOW_N cutouts (asinh stretch, colour for 3+ bands)"
 galaug show "$OUT/real.zarr" "$OUT/real.png" -n "$SHOW_N" --overwrite
+if [[ $INGEST_ONLY == 1 ]]; then
+  step "done (INGEST_ONLY=1): $OUT/real.zarr and $OUT/real.png"
+  exit 0
+fi
 
 step "split: disjoint training and validation sets (validation share $VAL, seed $SEED)"
 galaug split "$OUT/real.zarr" --val "$VAL" --seed "$SEED" --overwrite
@@ -179,7 +216,7 @@ galaug analyze interpolate "$RUN" "$OUT/interpolate" --set k="$INTERP_K" --seed 
 step "report: one HTML page of all of it"
 cat > "$OUT/report.toml" <<TOML
 title = 'galaug on your cutouts'
-intro = '${#fits_files[@]} FITS files from ${SRC}, ingested at ${SIZE} x ${SIZE} pixels (${N_TRAIN} training images); an ALAE (preset tiny, ${STEPS} steps) generated ${GEN_FACTOR}x the training set; a denoiser was trained on ${REAL_SHARE} of the real training images plus the generated ones. Written by examples/own_fits.sh.'
+intro = '${what}, ingested at ${SIZE} x ${SIZE} pixels (${N_TRAIN} training images); an ALAE (preset tiny, ${STEPS} steps) generated ${GEN_FACTOR}x the training set; a denoiser was trained on ${REAL_SHARE} of the real training images plus the generated ones. Written by examples/own_fits.sh.'
 
 [[section]]
 title = "Your cutouts"

@@ -6,6 +6,8 @@
     real = "real-train.zarr"                   # the real training set
     val = "real-val.zarr"                      # the independent validation set
     gen = "gen.zarr"                           # generated images (or generator = "runs/00000-alae-...")
+    # generators = {alae = "gen-alae.zarr", diffusion = "runs/00001-diffusion-..."}   # instead: several
+    oracle = false                             # true: arms with fresh draws of the real set's simulator
     degrade = "psf:gaussian(sigma=2)|noise:gaussian(std=4)"
     seeds = [0, 1, 2]
     out = "runs/experiment"
@@ -13,15 +15,21 @@
     allow_outliers = false                     # true: use generated images that fail the quality gate
     assume_same_scale = false                  # true: mix sets when only one has a pixel scale
     allow_domain_shift = false                 # true: a val set in other units than real is evaluated anyway
+    baselines = "default"                      # the task's classical baselines: default, none, all or "tv,wiener"
     [task_config]                              # the task's --set values
     epochs = 5
 
 Arms default to the study's four (100% real; 10% real; 5x generated only;
 5x generated + 100% real) plus 10% real + 5x generated and an alpha sweep;
 ``[[arms]]`` tables (``name``, ``real``, ``gen`` or ``alpha``) replace them.
+An arm with generated images runs once per generator (``generators``, or the
+one of ``gen``/``generator``), and once more with the oracle
+(:mod:`galaug.oracle`) when ``oracle = true``.
 Each arm and seed is a mix (``galaug mix``), a training run and an
 evaluation; finished (arm, seed) pairs are skipped when the command is run
-again, so an interrupted experiment resumes.
+again, so an interrupted experiment resumes. The results open with a
+summary in words and, with the oracle, give each generator's usefulness
+(:mod:`galaug.experiment_summary`).
 """
 
 from __future__ import annotations
@@ -90,16 +98,30 @@ class ExperimentConfig:
     assume_same_scale: bool = False
     #: evaluate on a validation set in other flux units, or on another flux scale, than the real set
     allow_domain_shift: bool = False
+    #: the task's classical baselines scored in every evaluation: "default" (the task's choice), "none", "all" or
+    #: names ("tv,wiener"); a row each in the results, over every run
+    baselines: str = "default"
+    #: several generators by name, each a generated set or a generator run folder (instead of gen or generator)
+    generators: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: add arms whose generated images are fresh draws of the real set's simulator (galaug.oracle)
+    oracle: bool = False
+    #: the oracle's simulation seed (default: one more than the real and val sets' simulation seeds)
+    oracle_seed: int | None = None
 
 
-def load_experiment(path: str | Path) -> tuple[ExperimentConfig, tuple[Arm, ...], dict[str, Any]]:
-    """Read and check an experiment file: (config, arms, task config overrides)."""
+def load_experiment(path: str | Path, *, oracle: bool = False) -> tuple[ExperimentConfig, tuple[Arm, ...],
+                                                                         dict[str, Any]]:
+    """Read and check an experiment file: (config, arms, task config overrides); ``oracle`` sets ``oracle = true``."""
     path = Path(path)
     data = read_toml(path, what="experiment file")
+    if oracle:
+        data["oracle"] = True
     arms_data = data.pop("arms", None)
     task_config = data.pop("task_config", {})
+    generators = data.pop("generators", None)
     config = resolve_config(ExperimentConfig, overrides=data)
     base = path.parent
+    config.generators = _read_generators(path, generators)
     for key in ("real", "val", "gen", "generator", "out"):  # paths relative to the file
         value = getattr(config, key)
         if value and not Path(value).is_absolute():
@@ -109,23 +131,152 @@ def load_experiment(path: str | Path) -> tuple[ExperimentConfig, tuple[Arm, ...]
             raise ConfigError(f"experiment file {path}: {key!r} is required")
     if config.gen and config.generator:
         raise ConfigError(f"experiment file {path}: give gen or generator, not both")
+    if config.generators and (config.gen or config.generator):
+        raise ConfigError(f"experiment file {path}: give generators or {'gen' if config.gen else 'generator'}, "
+                          "not both (a single generator is one entry of generators)")
     if not config.seeds:
         raise ConfigError(f"experiment file {path}: seeds must not be empty")
     arms = DEFAULT_ARMS
     if arms_data is not None:
         if not isinstance(arms_data, list) or not arms_data:
             raise ConfigError(f"experiment file {path}: [[arms]] must be a non-empty list of tables")
-        arms = tuple(resolve_config(Arm, overrides={"real": None, **a}) if isinstance(a, dict) and "name" in a
-                     else _bad_arm(path, a) for a in arms_data)
-    if not (config.gen or config.generator) and any(a.gen or a.alpha is not None for a in arms):
-        raise ConfigError(f"experiment file {path}: arms use generated images but neither gen nor generator is set")
+        arms = tuple(resolve_config(Arm, overrides={"real": None, **_shares_as_text(a)})
+                     if isinstance(a, dict) and "name" in a else _bad_arm(path, a) for a in arms_data)
+        for arm in arms:  # a share that does not parse (a bare "1") is an error before any work
+            _check_shares(path, arm, on_the_fly=bool(config.generator) or any(s.run for s in _sources(config)))
+    if not (config.gen or config.generator or config.generators or config.oracle) and any(
+            a.gen or a.alpha is not None for a in arms):
+        raise ConfigError(f"experiment file {path}: arms use generated images but neither gen nor generator is set "
+                          "(nor generators, nor oracle = true)")
     if len({a.slug for a in arms}) != len(arms):
         raise ConfigError(f"experiment file {path}: arm names must be distinct")
+    _check_rows(path, config, arms)
     return config, arms, task_config
+
+
+def _read_generators(path: Path, value: Any) -> dict[str, str]:
+    """The experiment file's ``generators`` table, paths relative to the file; each generator once."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f"experiment file {path}: generators must be a table of name = path, "
+                          'e.g. {alae = "gen-alae.zarr", diffusion = "runs/00001-diffusion-train"}')
+    out: dict[str, str] = {}
+    seen: dict[Path, str] = {}
+    for name, where in value.items():
+        if not isinstance(where, str) or not where.strip():
+            raise ConfigError(f"experiment file {path}: generators.{name} must be the path of a generated set or of "
+                              f"a generator run folder, got {where!r}")
+        if name == "oracle":
+            raise ConfigError(f"experiment file {path}: generators: 'oracle' names the oracle's arms (oracle = true); "
+                              "give this generator another name")
+        if not _slug(name):
+            raise ConfigError(f"experiment file {path}: generators: the name {name!r} needs a letter or a digit")
+        full = where if Path(where).is_absolute() else str(path.parent / where)
+        key = Path(full).resolve()
+        if key in seen:
+            raise ConfigError(f"experiment file {path}: generators {seen[key]} and {name} are both {where} "
+                              "(a generator listed twice)")
+        seen[key] = name
+        out[name] = full
+    return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """Where an arm's generated images come from: a generated set, or a generator ``run`` folder (on the fly)."""
+
+    name: str
+    path: str
+    run: bool = False
+
+
+def _sources(config: ExperimentConfig) -> list[_Source]:
+    """The experiment's generators, the oracle aside: ``generators``, or the one of ``gen`` or ``generator``."""
+    if config.generators:
+        return [_Source(name, path, run=(Path(path) / "options.json").is_file())
+                for name, path in config.generators.items()]
+    if config.gen:
+        return [_Source(Path(config.gen).name.removesuffix(".zarr") or "gen", config.gen)]
+    if config.generator:
+        return [_Source(Path(config.generator).name or "generator", config.generator, run=True)]
+    return []
+
+
+def _rows(arms: tuple[Arm, ...], generators: list[str], oracle: bool) -> list[tuple[Arm, str | None, str, str]]:
+    """``(arm, generator, label, file tag)`` of every row of the table, in its order.
+
+    An arm with generated images runs once per generator, then with the
+    oracle. With one generator its rows keep the arm's name; with several,
+    and for the oracle, the label names the generator: ``5x gen [alae]``.
+    The file tag of ``OUT/results/<tag>-s<seed>.json`` is the arm's slug,
+    then ``--`` and the generator's (an arm's slug never holds ``--``).
+    """
+    out = []
+    for arm in arms:
+        if not (arm.gen or arm.alpha is not None):
+            out.append((arm, None, arm.name, arm.slug))
+            continue
+        for g in [*generators, *(["oracle"] if oracle else [])]:
+            plain = len(generators) == 1 and g != "oracle"
+            out.append((arm, g, arm.name if plain else f"{arm.name} [{g}]",
+                        arm.slug if plain else f"{arm.slug}--{_slug(g)}"))
+    return out
+
+
+def _check_rows(path: Path, config: ExperimentConfig, arms: tuple[Arm, ...]) -> None:
+    """Distinct table rows and result files; oracle arms need generated shares that do not depend on a set."""
+    names = [s.name for s in _sources(config)]
+    if len({_slug(n) for n in names}) != len(names):
+        raise ConfigError(f"experiment file {path}: generator names must be distinct as file names "
+                          f"({', '.join(names)})")
+    rows = _rows(arms, names, config.oracle)
+    for i in (2, 3):
+        values = [r[i] for r in rows]
+        clash = next((v for v in values if values.count(v) > 1), None)
+        if clash is not None:
+            raise ConfigError(f"experiment file {path}: two rows of the table would both be {clash!r}: rename an arm")
+    if config.oracle:
+        from galaug.mix import parse_gen_share
+
+        for arm in arms:
+            if arm.gen and parse_gen_share(arm.gen).kind == "fraction":
+                raise ConfigError(f"experiment file {path}: arm {arm.name!r}: gen {arm.gen} is a fraction of each "
+                                  "generator's set, so its oracle arm has no count to draw; with oracle = true give "
+                                  "a multiple (5x) or a count")
 
 
 def _bad_arm(path: Path, arm: Any):
     raise ConfigError(f"experiment file {path}: every [[arms]] table needs a name, got {arm!r}")
+
+
+def _shares_as_text(arm: dict[str, Any]) -> dict[str, Any]:
+    """An arm's table with a number as ``real`` or ``gen`` written as text (``1.0``: ``"1.0"``), as the CLI reads it."""
+    return {k: str(v) if k in ("real", "gen") and isinstance(v, (int, float)) and not isinstance(v, bool) else v
+            for k, v in arm.items()}
+
+
+def _check_shares(path: Path, arm: Arm, *, on_the_fly: bool) -> None:
+    """Parse the shares of ``arm`` (the grammar of galaug.ratios); an error names the arm and its key."""
+    from galaug.errors import ParamError
+    from galaug.mix import parse_gen_share
+    from galaug.ratios import parse_alpha, parse_share
+
+    try:
+        if arm.real is not None:
+            parse_share(arm.real, param="real")
+        if arm.gen:
+            parse_gen_share(arm.gen, on_the_fly=on_the_fly)
+        if arm.alpha is not None:
+            parse_alpha(arm.alpha)
+    except ParamError as exc:
+        spelling = {"gen_data": "the gen set", "generator": "generator"}
+        raise ConfigError(f"experiment file {path}: arm {arm.name!r}: "
+                          + exc.spelled(lambda name: spelling.get(name, name))) from None
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -156,59 +307,110 @@ def run_experiment(config: ExperimentConfig, arms: tuple[Arm, ...], task_config:
     manager = manager or get_manager()
     cls = manager.get("task", config.task)
     resolve_config(cls.Config, overrides=task_config)  # a bad task config fails before any work
+    baselines = _baselines(cls, config.baselines)
     pipeline = as_pipeline(config.degrade)  # parsed once, for every arm's training and evaluation
     real, val = open_dataset(config.real), open_dataset(config.val)
+    if pipeline is not None:  # lengths given as angles (fwhm=0.8arcsec) in pixels of the real data
+        pipeline = pipeline.in_pixels(real.pixel_scale, of=str(real.path))
     with _spelled_for_the_file():  # a validation set in other units than the training data: before any work
         from galaug.domain import data_domain, require_same_domain
 
         require_same_domain(data_domain(real), val, allow_domain_shift=config.allow_domain_shift,
                             what=f"the real set {Path(config.real).name}")
-    if config.gen:  # a generated set that failed the quality gate, or does not fit, stops it before any work
-        from galaug.mix import _check_compatible
+    sources = _sources(config)
+    for source in sources:  # a generated set that failed the quality gate, or does not fit, stops it before any work
+        _check_source(source, real, config)
+    oracle, no_oracle = None, None
+    if config.oracle:  # a real set that has no oracle stops it before any work (ParamError naming oracle)
+        from galaug.oracle import oracle_plan
 
-        gen = open_dataset(config.gen)
-        with _spelled_for_the_file():
-            require_passed(gen, allow_outliers=config.allow_outliers)
-            _check_compatible(real, gen.bands, gen.image_shape, gen.pixel_scale, config.gen,
-                              assume_same_scale=config.assume_same_scale)
+        oracle = oracle_plan(real, avoid=[val], seed=config.oracle_seed, manager=manager)
+    else:
+        from galaug.oracle import no_oracle_reason
+
+        reason = no_oracle_reason(real, manager=manager)
+        no_oracle = (f"No oracle, so no usefulness: {reason}." if reason else
+                     "No oracle arms, so no usefulness: the real set was simulated, and oracle = true adds arms "
+                     "whose generated images are fresh draws of its simulator.")
     out = Path(config.out)
     if overwrite:  # nothing is deleted for an experiment that would fail its checks
-        _start_afresh(out, inputs=[*inputs, config.real, config.val, config.gen, config.generator])
+        _start_afresh(out, inputs=[*inputs, config.real, config.val, *(s.path for s in sources)])
     for sub in ("mixes", "runs", "results"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    total = len(arms) * len(config.seeds)
+    by_name = {s.name: s for s in sources}
+    oracle_info = None
+    if oracle is not None and any(a.gen or a.alpha is not None for a in arms):
+        from galaug.oracle import draw_oracle
+
+        n_oracle = _oracle_count(arms, len(real))
+        drawn = draw_oracle(oracle, out / "oracle.zarr", n_oracle, manager=manager, echo=echo)
+        by_name["oracle"] = _Source("oracle", str(drawn.path))
+        oracle_info = {**oracle.describe(), "path": str(drawn.path), "n": len(drawn)}
+    rows = _rows(arms, [s.name for s in sources], oracle is not None)
+    total = len(rows) * len(config.seeds)
     done = 0
-    for arm in arms:
+    for arm, generator, label, arm_tag in rows:
         for seed in config.seeds:
             done += 1
-            tag = f"{arm.slug}-s{seed}"
+            tag = f"{arm_tag}-s{seed}"
             result = out / "results" / f"{tag}.json"
             if result.exists():
-                echo(f"[{done}/{total}] {arm.name}, seed {seed}: done before, skipped")
+                echo(f"[{done}/{total}] {label}, seed {seed}: done before, skipped")
                 continue
-            echo(f"[{done}/{total}] {arm.name}, seed {seed}")
+            echo(f"[{done}/{total}] {label}, seed {seed}")
+            source = by_name.get(generator) if generator else None
             with _spelled_for_the_file():
-                mix = _mix(arm, out / "mixes" / f"{tag}.zarr", config, real, seed)
+                mix = _mix(arm, out / "mixes" / f"{tag}.zarr", config, real, seed, source=source)
             run_path = out / "runs" / tag
             if run_path.exists():  # an interrupted training of this pair: start it again
                 shutil.rmtree(run_path)
             plan = plan_training("task", config.task, mix.path, manager=manager, overrides=task_config, seed=seed,
-                                 degrade=pipeline, extra={"arm": arm.name})
+                                 degrade=pipeline, extra={"arm": arm.name, **({"generated_by": generator}
+                                                                              if generator else {})})
             run = plan.run(plan.start(path=run_path), device=config.device)
             # val was checked against the real set before any work; an arm whose mix is on another scale
             # (a faint generator) is measured, its shift recorded in its metrics, rather than stopping the rest
             metrics, _ = evaluate_run(run, val.path, degrade=pipeline, device=config.device, seed=0,
-                                      allow_domain_shift=True, manager=manager)
+                                      allow_domain_shift=True, baselines=baselines, manager=manager)
             counts = mix.origin_counts()
-            atomic_write_text(result, json.dumps({"arm": dataclasses.asdict(arm), "seed": seed,
-                                                  "n_real": counts["real"], "n_generated": counts["generated"],
-                                                  "metrics": metrics}, indent=2))
-    summarise(out, arms, config.seeds, metric=config.metric)
+            atomic_write_text(result, json.dumps({"arm": dataclasses.asdict(arm), "generator": generator,
+                                                  "source": None if source is None else source.path,
+                                                  "seed": seed, "n_real": counts["real"],
+                                                  "n_generated": counts["generated"], "metrics": metrics}, indent=2))
+    summarise(out, arms, config.seeds, metric=config.metric, generators={s.name: s.path for s in sources},
+              oracle=oracle_info, no_oracle=no_oracle)
     return out
 
 
+def _check_source(source: _Source, real, config: ExperimentConfig) -> None:
+    """A generated set must pass the quality gate and fit the real set; a run folder must be a generator's run."""
+    from galaug.data import open_dataset
+    from galaug.mix import _check_compatible
+
+    if source.run:
+        from galaug.runs import Run
+
+        Run.open(source.path, kind="generator")
+        return
+    gen = open_dataset(source.path)
+    with _spelled_for_the_file():
+        require_passed(gen, allow_outliers=config.allow_outliers)
+        _check_compatible(real, gen.bands, gen.image_shape, gen.pixel_scale, source.path,
+                          assume_same_scale=config.assume_same_scale)
+
+
+def _oracle_count(arms: tuple[Arm, ...], n_real: int) -> int:
+    """How many oracle images the arms need at most: their generated share, or the whole real set for alpha."""
+    from galaug.mix import parse_gen_share
+
+    counts = [n_real if arm.alpha is not None else parse_gen_share(arm.gen).of(n_real)
+              for arm in arms if arm.gen or arm.alpha is not None]
+    return max(counts, default=0) or 1
+
+
 #: What an experiment writes into its output folder.
-_OWN = frozenset({"mixes", "runs", "results", "results.csv", "results.json", "results.md", "results.png"})
+_OWN = frozenset({"mixes", "runs", "results", "results.csv", "results.json", "results.md", "results.png",
+                  "oracle.zarr"})
 
 
 def _start_afresh(out: Path, *, inputs: list[str]) -> None:
@@ -250,11 +452,24 @@ def _spelled_for_the_file() -> Iterator[None]:
         raise GalaugError(exc.spelled(lambda name: f"{name} = true in the experiment file")) from None
 
 
-def _mix(arm: Arm, path: Path, config: ExperimentConfig, real, seed: int):
-    """The training set of one (arm, seed): a mix of the real set and generated images."""
+def _baselines(cls: type, value: str) -> tuple[str, ...] | None:
+    """The experiment file's ``baselines`` for task ``cls`` (None: the task's default), checked before any work."""
+    from galaug.errors import ParamError
+    from galaug.runs import baseline_names
+
+    try:
+        return None if value.strip().lower() == "default" else baseline_names(cls, value)
+    except ParamError as exc:
+        raise ConfigError(exc.spelled(lambda name: f"{name} in the experiment file")) from None
+
+
+def _mix(arm: Arm, path: Path, config: ExperimentConfig, real, seed: int, *, source: _Source | None = None):
+    """The training set of one (arm, seed): a mix of the real set and generated images of ``source``."""
     from galaug.mix import mix_datasets
 
-    gen_kw = {"gen_data": config.gen or None, "generator": config.generator or None,
+    on_the_fly = source is not None and source.run
+    gen_kw = {"gen_data": None if source is None or on_the_fly else source.path,
+              "generator": source.path if on_the_fly else None,
               "allow_outliers": config.allow_outliers, "assume_same_scale": config.assume_same_scale}
     if arm.alpha is not None:
         return mix_datasets(path, real_data=real.path, alpha=arm.alpha, size=len(real), seed=seed, overwrite=True,
@@ -265,20 +480,34 @@ def _mix(arm: Arm, path: Path, config: ExperimentConfig, real, seed: int):
     return mix_datasets(path, real_data=real.path, real=arm.real, seed=seed, overwrite=True)
 
 
-def summarise(out: Path, arms: tuple[Arm, ...], seeds, *, metric: str) -> dict[str, Any]:
-    """Write results.csv, results.json, results.md and results.png from the per-run results."""
+def summarise(out: Path, arms: tuple[Arm, ...], seeds, *, metric: str, generators: dict[str, str] | None = None,
+              oracle: dict[str, Any] | None = None, no_oracle: str | None = None) -> dict[str, Any]:
+    """Write results.csv, results.json, results.md and results.png from the per-run results.
+
+    ``generators`` (``{name: path}``; one unnamed generator by default) and
+    ``oracle`` (what the oracle drew, or None) give the rows of the table,
+    as the experiment ran them; ``no_oracle`` is the summary's sentence
+    saying why there is no oracle. results.md opens with a summary in words
+    (:func:`galaug.experiment_summary.summary_text`), then the table in one
+    number format, then, with the oracle, each generator's usefulness.
+    """
+    from galaug.experiment_summary import summary_text, table_format, usefulness, usefulness_table
+
+    generators = {"gen": ""} if generators is None else generators
+    layout = _rows(arms, list(generators), oracle is not None)
     rows = []
-    for arm in arms:
+    for arm, generator, label, tag in layout:
         for seed in seeds:
-            path = out / "results" / f"{arm.slug}-s{seed}.json"
+            path = out / "results" / f"{tag}-s{seed}.json"
             if not path.exists():
                 continue
             r = json.loads(path.read_text())
             summary = r["metrics"].get("summary", r["metrics"])
             for test_set, values in summary.items():
                 for name, value in _flatten(values if isinstance(values, dict) else {"value": values}).items():
-                    rows.append({"arm": arm.name, "seed": seed, "n_real": r["n_real"], "n_generated": r["n_generated"],
-                                 "test_set": test_set, "metric": name, "value": value})
+                    rows.append({"arm": label, "generator": generator, "seed": seed, "n_real": r["n_real"],
+                                 "n_generated": r["n_generated"], "test_set": test_set, "metric": name,
+                                 "value": value})
     if not rows:
         raise GalaugError(f"{out}: no finished runs to summarise")
     with open(out / "results.csv", "w", newline="") as f:
@@ -291,39 +520,112 @@ def summarise(out: Path, arms: tuple[Arm, ...], seeds, *, metric: str) -> dict[s
         raise GalaugError(f"metric {metric!r} is not reported by the task (it reports: {', '.join(names)})")
     test_sets = list(dict.fromkeys(r["test_set"] for r in rows))
     table: dict[str, dict[str, dict[str, float]]] = {}
-    for arm in arms:
+    cells: list[dict[str, Any]] = []  # the results table of galaug.experiment_summary
+    for arm, generator, label, _ in layout:
         for ts in test_sets:
-            values = [r["value"] for r in rows if r["arm"] == arm.name and r["test_set"] == ts and r["metric"] == chosen]
-            if values:
-                table.setdefault(arm.name, {})[ts] = {"mean": float(np.mean(values)),
-                                                      "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-                                                      "n": len(values)}
-    result = {"metric": chosen, "test_sets": test_sets, "table": table, "rows": rows}
+            mine = [r for r in rows if r["arm"] == label and r["test_set"] == ts and r["metric"] == chosen]
+            if mine:
+                values = [r["value"] for r in mine]
+                table.setdefault(label, {})[ts] = {"mean": float(np.mean(values)),
+                                                   "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                                                   "n": len(values)}
+                cells.append({"arm": label, "arm_name": arm.name, "generator": generator, "baseline": None,
+                              "test_set": ts, **table[label][ts], "values": values,
+                              "seeds": [r["seed"] for r in mine], "n_real": float(np.mean([r["n_real"] for r in mine])),
+                              "n_generated": float(np.mean([r["n_generated"] for r in mine])),
+                              "alpha": arm.alpha is not None})
+    baselines = _baseline_table(rows, test_sets, chosen)
+    cells += [{"arm": f"baseline: {name}", "arm_name": f"baseline: {name}", "generator": None, "baseline": name,
+               "test_set": ts, **cell, "values": None, "seeds": None, "n_real": None, "n_generated": None,
+               "alpha": False} for name, by_set in baselines.items() for ts, cell in by_set.items()]
+    useful = usefulness(cells, metric=chosen) if oracle is not None else None
+    summary = summary_text(cells, metric=chosen, oracle=no_oracle, usefulness_rows=useful)
+    result = {"metric": chosen, "test_sets": test_sets, "table": table, "rows": rows,
+              **({"baselines": baselines} if baselines else {}), "cells": cells,
+              "generators": generators, "oracle": oracle if oracle is not None else {"why": no_oracle},
+              "usefulness": useful, "summary": summary}
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    fmt = table_format([c["mean"] for c in cells], [c["std"] for c in cells])
     lines = ["| arm | " + " | ".join(test_sets) + " |", "|---" * (len(test_sets) + 1) + "|"]
-    for arm_name, cells in table.items():
-        lines.append(f"| {arm_name} | " + " | ".join(
-            f"{cells[ts]['mean']:.4g} ± {cells[ts]['std']:.2g} (n={cells[ts]['n']})" if ts in cells else "-"
+    for label, by_set in {**table, **{f"baseline: {b}": c for b, c in baselines.items()}}.items():
+        lines.append(f"| {label} | " + " | ".join(
+            f"{fmt(by_set[ts]['mean'])} ± {fmt(by_set[ts]['std'])} (n={by_set[ts]['n']})" if ts in by_set else "-"
             for ts in test_sets) + " |")
-    (out / "results.md").write_text(f"{chosen}, mean ± std over seeds\n\n" + "\n".join(lines) + "\n")
-    _plot(out / "results.png", table, test_sets, chosen)
+    note = ("; baselines: the task's classical baselines, each tuned on a run's training set, over every run"
+            if baselines else "")
+    made = [f"{name} ({Path(where).name})" if where else name for name, where in generators.items()
+            if any(c["generator"] == name for c in cells)]
+    if made and (len(generators) > 1 or oracle is not None):
+        note += f"; generated images: {', '.join(made)}"
+    if oracle is not None:
+        note += f"; [oracle]: fresh draws of the simulator {oracle['simulator']} (seed {oracle['seed']})"
+    text = (f"{summary}\n\n" if summary else "") + f"{chosen}, mean ± std over seeds{note}\n\n" + "\n".join(lines)
+    if useful:
+        text += ("\n\nUsefulness of each generated arm: (arm without generated images - arm) / (arm without "
+                 f"generated images - its oracle arm), of the means of {chosen} over seeds; 1 as good as perfect data, "
+                 "0 useless, below 0 harmful; ± the standard deviation of the per-seed values (a seed takes the same "
+                 "real images in every arm), or the three arms' spreads propagated where seeds do not pair\n\n"
+                 + usefulness_table(useful, test_sets))
+    (out / "results.md").write_text(text + "\n")
+    groups = {c["arm"]: ("baseline" if c["baseline"] else c["generator"] or "") for c in cells}
+    _plot(out / "results.png", {**table, **{f"baseline: {b}": c for b, c in baselines.items()}}, test_sets,
+          chosen, groups=groups, flux_unit=_flux_unit(out))
     return result
 
 
-def _plot(path: Path, table, test_sets, metric: str) -> None:
-    from galaug.viz import pyplot
+def _baseline_table(rows: list[dict[str, Any]], test_sets: list[str], metric: str) -> dict[str, dict[str, Any]]:
+    """``{baseline: {test set: {mean, std, n}}}`` of ``metric`` over every run, from the summaries' ``baselines``
+    (:attr:`galaug.kinds.Task.baselines`); empty when there are none or ``metric`` is not the model's own."""
+    if metric.startswith(("input_", "baselines.")):
+        return {}
+    values: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        parts = r["metric"].split(".")
+        if len(parts) == 3 and parts[0] == "baselines" and parts[2] == metric:
+            values.setdefault(parts[1], {}).setdefault(r["test_set"], []).append(r["value"])
+    return {name: {ts: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+                        "n": len(v)} for ts in test_sets if (v := cells.get(ts))}
+            for name, cells in values.items()}
+
+
+def _flux_unit(out: Path) -> str | None:
+    """The flux unit of the data evaluated (the ``domain`` of the experiment's first evaluation record), if known."""
+    for path in sorted((out / "runs").glob("*/metrics-*.json")):
+        try:
+            return json.loads(path.read_text())["domain"]["domain"]["flux_unit"]  # galaug.domain's check record
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _plot(path: Path, table, test_sets, metric: str, *, groups: dict[str, str] | None = None,
+          flux_unit: str | None = None) -> None:
+    """Bars with error bars, a panel per test set; with several generators (or the oracle), a colour per generator
+    (``groups``: row label to generator name, ``""`` for real images only, ``"baseline"``) and a legend.
+    Every panel names its axes, the metric with its unit (``flux_unit``: the data's)."""
+    from galaug.viz import axis_label, metric_unit, pyplot
 
     plt = pyplot()
 
     arms = list(table)
+    groups = groups or {}
+    kinds = list(dict.fromkeys(groups.get(a, "") for a in arms))
+    by_generator = len([k for k in kinds if k not in ("", "baseline")]) > 1
+    palette = {k: f"C{i}" for i, k in enumerate(kinds)}
+    colours = ([palette[groups.get(a, "")] for a in arms] if by_generator else [f"C{i}" for i in range(len(arms))])
     fig, axes = plt.subplots(1, len(test_sets), figsize=(3.2 * len(test_sets), 3.4), squeeze=False)
     for ax, ts in zip(axes[0], test_sets):
         means = [table[a].get(ts, {}).get("mean", math.nan) for a in arms]
         stds = [table[a].get(ts, {}).get("std", 0.0) for a in arms]
-        ax.bar(range(len(arms)), means, yerr=stds, capsize=3, color=[f"C{i}" for i in range(len(arms))])
+        ax.bar(range(len(arms)), means, yerr=stds, capsize=3, color=colours)
         ax.set_xticks(range(len(arms)), arms, rotation=60, ha="right", fontsize=7)
         ax.set_title(ts, fontsize=9)
-    axes[0][0].set_ylabel(metric)
+        ax.set_xlabel("arm", fontsize=8)
+        ax.set_ylabel(axis_label(metric, metric_unit(metric, flux_unit)), fontsize=8)
+    if by_generator:
+        from matplotlib.patches import Patch
+
+        axes[0][-1].legend(handles=[Patch(color=palette[k], label=k or "real only") for k in kinds], fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

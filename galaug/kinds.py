@@ -262,6 +262,9 @@ class Degradation(Component):
     kind = "degradation"
     #: True if the output depends on the seeds (noise); False for PSFs and resampling.
     stochastic: ClassVar[bool] = False
+    #: Config fields that are lengths: pixels, or an angle that :meth:`galaug.degrade.Pipeline.in_pixels`
+    #: converts with the images' pixel scale (see :mod:`galaug.degrade.units`).
+    lengths: ClassVar[tuple[str, ...]] = ()
 
     def apply(self, images: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
         """Degrade ``images`` (B, C, H, W), float, on any device.
@@ -296,6 +299,38 @@ class Degradation(Component):
 
         raise ValueError(f"cannot make {spec_name(self.name)} {factor:g}x stronger: it does not implement scaled()")
 
+    def pixel_grid(self, height: int, width: int) -> tuple[tuple[float, float], tuple[float, float]] | None:
+        """Where the output's pixels lie on the input's, for inputs of ``height`` x ``width``.
+
+        ``((scale_y, offset_y), (scale_x, offset_x))``: output pixel ``p``
+        (0-based, along each axis) is centred at input pixel coordinate
+        ``offset + scale * p``. ``galaug degrade`` moves each image's WCS
+        with it. The default is the same grid (PSFs, noise); a degradation
+        that crops or resamples overrides it, or returns None, and the WCS
+        is then dropped (a step whose output has another shape and that
+        claims the same grid is taken as None).
+        """
+        return (1.0, 0.0), (1.0, 0.0)
+
+    def propagate_variance(self, variance: torch.Tensor, images: torch.Tensor) -> torch.Tensor | None:
+        """The per-pixel variance of ``apply(images)``'s output, given its input's ``variance``.
+
+        ``variance`` is (B, C, H, W), ``inf`` where unknown (an inverse
+        variance of 0). ``galaug degrade`` uses it to carry a dataset's
+        ``ivar``. The default, None, says it cannot be known, and the
+        degraded dataset then has no ``ivar`` (the provenance says why).
+        """
+        return None
+
+    def propagate_mask(self, mask: torch.Tensor) -> torch.Tensor | None:
+        """The bit flags (B, C, H, W) int32 of the output's pixels, given the input's ``mask``.
+
+        The default passes them through unchanged (PSFs, noise: flags are
+        not dilated); None drops the mask (the provenance says why), as
+        does a mask of another shape than the output.
+        """
+        return mask
+
 
 class Task(Component):
     """A downstream task trained on a dataset under a degradation, then evaluated.
@@ -307,6 +342,11 @@ class Task(Component):
     """
 
     kind = "task"
+    #: Classical baselines :meth:`evaluate` can score beside the model (optional; empty: none). A task that
+    #: names some takes ``baselines=`` (a tuple of these names) in :meth:`evaluate` whenever the user chooses
+    #: them (``galaug task eval --baselines``), and reports each in its summary as
+    #: ``summary[test_set]["baselines"][name][metric]``.
+    baselines: ClassVar[tuple[str, ...]] = ()
 
     def train(self, data: Path, run_dir: Path, *, degrade: Pipeline | None = None, device: str = "cpu",
               seed: int = 0, resume: bool = False) -> None:
@@ -329,6 +369,9 @@ class Task(Component):
         own unless the user chose another (None: the dataset's stored
         pairs). Every random step uses fixed seeds so that every model sees
         identical inputs.
+
+        A task with :attr:`baselines` also takes ``baselines``: the names the
+        user chose (possibly none), or nothing for the task's own default.
         """
         raise NotImplementedError
 

@@ -21,7 +21,10 @@ interleaved in a random order, and rows are permuted within windows of
 about ``window_bytes`` (64 MiB: a shuffle buffer, as in tf.data), so memory does not
 grow with N. ``origin`` and ``index`` say where every sample came from.
 ``params`` are not carried (generated images have none); ``latents`` and
-``z`` are, when every sample is generated.
+``z`` are, when every sample is generated; ``ivar`` and ``mask`` when every
+sample comes from a set that has them. The ``objects`` table is carried
+when either set has one: real rows keep their identity (source file, id,
+RA/Dec, WCS), generated rows have none.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ import numpy as np
 from galaug import quality
 from galaug.progress import progress
 from galaug.data import Dataset, create_dataset, make_entry, open_dataset
+from galaug.data import objects as obj
 from galaug.errors import GalaugError, ParamError
-from galaug.ratios import parse_alpha, parse_share, resolve_share
+from galaug.ratios import Share, parse_alpha, parse_share, resolve_share
 
-__all__ = ["MixPlan", "plan_mix", "mix_datasets", "parse_gen"]
+__all__ = ["MixPlan", "plan_mix", "mix_datasets", "parse_gen", "parse_gen_share"]
 
 
 def parse_gen(value: str | int | float, *, n_real: int, n_gen: int | None) -> int:
@@ -49,11 +53,7 @@ def parse_gen(value: str | int | float, *, n_real: int, n_gen: int | None) -> in
     naming ``gen``.
     """
     on_the_fly = n_gen is None
-    expected = ("a multiple of the real set (5x) or a count (300)" if on_the_fly else
-                "a multiple of the real set (5x), a fraction (0.5) or percentage (50%) of {gen_data}, or a count (300)")
-    share = parse_share(value, param="gen", multiple=True, expected=expected)
-    if share.kind == "fraction" and on_the_fly:
-        raise ParamError("gen", "{gen} {text!r}: with {generator} give a multiple (5x) or a count", text=share.text)
+    share = parse_gen_share(value, on_the_fly=on_the_fly)
     k = share.of(n_real if share.kind == "multiple" else (n_gen or 0))
     if not on_the_fly and k > n_gen:
         if share.kind == "multiple":
@@ -62,6 +62,22 @@ def parse_gen(value: str | int | float, *, n_real: int, n_gen: int | None) -> in
         raise ParamError("gen", "{gen} {text} asks for more generated images than the {n_gen} in {gen_data} "
                          "(generate more, or use {generator})", text=share.text, n_gen=n_gen)
     return k
+
+
+def parse_gen_share(value: str | int | float, *, on_the_fly: bool = False) -> Share:
+    """The share ``gen`` as written, before any set is opened (see :func:`parse_gen`).
+
+    ``on_the_fly``: images come from a generator, so a fraction of a
+    generated set is refused.
+    """
+    expected = ("a multiple of the real set (5x) or a count (300)" if on_the_fly else
+                "a multiple of the real set (5x), a fraction (0.5) or percentage (50%) of {gen_data}, or a count (300)")
+    whole = ("1x for as many as the real set" if on_the_fly else
+             "1x for as many as the real set, 1.0 or 100% for all of {gen_data}")
+    share = parse_share(value, param="gen", multiple=True, expected=expected, whole=whole)
+    if share.kind == "fraction" and on_the_fly:
+        raise ParamError("gen", "{gen} {text!r}: with {generator} give a multiple (5x) or a count", text=share.text)
+    return share
 
 
 @dataclasses.dataclass
@@ -154,6 +170,8 @@ class _RowStream:
         self.ds, self.rows, self.fields, self.model, self.image_shape = ds, rows, fields, model, image_shape
         self.seed, self.truncation, self.block = seed, truncation, block
         self.pos = 0
+        #: Where the source's objects table indices go in the mix's tables (ObjectTables.merged), if they move.
+        self.object_maps: dict[str, np.ndarray] | None = None
 
     def take(self, k: int, into: dict[str, np.ndarray], at: np.ndarray) -> None:
         """Put the next ``k`` requested rows of each field (and their row numbers as ``index``) at rows ``at``
@@ -175,6 +193,8 @@ class _RowStream:
             j = np.searchsorted(rows, start + self.block, side="left")
             block = self.ds.read(int(start), int(rows[j - 1]) + 1, fields=self.fields)
             for f, a in block.items():
+                if f == "objects" and self.object_maps is not None:
+                    a = obj.remap(a, self.object_maps)
                 into[f][at[i:j]] = a[rows[i:j] - start]
             i = j
 
@@ -246,6 +266,19 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
                                                  "size": size, "replace": replace, "truncation": truncation,
                                                  "assume_same_scale": assume_same_scale},
                        n_real=plan.n_real, n_generated=plan.n_gen, generator=None if generator is None else str(generator))
+    # ivar and mask travel when every sample comes from a set that has them; objects when either set has them
+    def has(ds: Dataset | None, f: str) -> bool:
+        return ds is not None and f in ds.fields
+
+    maps = [f for f in ("ivar", "mask") if (has(real_ds, f) or has(gen_ds, f))
+            and (plan.n_real == 0 or has(real_ds, f)) and (plan.n_gen == 0 or has(gen_ds, f))]
+    dropped = [f for f in ("ivar", "mask") if (has(real_ds, f) or has(gen_ds, f)) and f not in maps]
+    if dropped:
+        entry["notes"] = [f"{' and '.join(dropped)} not carried: only some of the samples have them"]
+    tables, gen_maps = _object_tables(real_ds, gen_ds)
+    real_fields = ("images", *maps) + (("objects",) if real_ds.has_objects else ())
+    if gen_ds is not None:
+        gen_fields = gen_fields + tuple(maps) + (("objects",) if gen_ds.has_objects else ())
     parents = [real_ds] + ([gen_ds] if gen_ds is not None else [])
     if model is not None:
         entry["parents"] = [real_ds.id]
@@ -254,10 +287,12 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
     z_dim = (model.z_dim if model is not None else gen_ds.z_dim) if keep_latents else None
     writer = create_dataset(out, bands=real_ds.bands, image_size=(h, w), pixel_scale=real_ds.meta.get("pixel_scale"),
                             flux_unit=real_ds.flux_unit, latent_dim=latent_dim, z_dim=z_dim or None,
+                            ivar="ivar" in maps, mask="mask" in maps, objects=tables,
                             provenance=entry, parents=parents, overwrite=overwrite, n=len(plan.order))
-    streams = (_RowStream(real_ds, plan.real_rows, ("images",), image_shape=real_ds.image_shape),
+    streams = (_RowStream(real_ds, plan.real_rows, real_fields, image_shape=real_ds.image_shape),
                _RowStream(gen_ds, plan.gen_rows, gen_fields, image_shape=real_ds.image_shape, model=model, seed=seed,
                           truncation=truncation))
+    streams[1].object_maps = gen_maps
     window = max(1, window_bytes // (4 * c * h * w))
     rng = np.random.default_rng([seed, 1])
     if model is not None and plan.n_gen:  # generated on the fly: the quality gate sees every image
@@ -279,10 +314,14 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
                 out["latents"] = np.empty((m, latent_dim), np.float32)
                 if z_dim:
                     out["z"] = np.empty((m, z_dim), np.float32)
-            streams[0].take(n_real, {"images": out["images"], "index": out["index"]}, place[:n_real])
+            for f in maps:
+                out[f] = np.empty((m, c, h, w), np.float32 if f == "ivar" else np.uint16)
+            if tables is not None:
+                out["objects"] = obj.empty_rows(m)  # generated rows keep these: no identity
+            streams[0].take(n_real, {k: out[k] for k in ("index", *real_fields)}, place[:n_real])
             streams[1].take(m - n_real, out, place[n_real:])
             writer.append(out["images"], origin=out["origin"], index=out["index"],
-                          **{k: out[k] for k in ("latents", "z") if k in out})
+                          **{k: out[k] for k in ("latents", "z", "ivar", "mask", "objects") if k in out})
             bar.update(m)
             if model is not None and m > n_real:
                 seen.add(out["images"][place[n_real:]], out["index"][place[n_real:]])
@@ -292,3 +331,13 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
         if checked is not None:
             writer.set_metadata(provenance={"quality": checked})
     return open_dataset(writer.path)
+
+
+def _object_tables(real: Dataset, gen: Dataset | None) -> tuple[obj.ObjectTables | None, dict | None]:
+    """The mix's objects tables (None when neither set has objects) and the map of the generated set's indices."""
+    if not real.has_objects and (gen is None or not gen.has_objects):
+        return None, None
+    tables = real.object_tables or obj.ObjectTables()
+    if gen is None or not gen.has_objects:
+        return tables, None
+    return tables.merged(gen.object_tables)

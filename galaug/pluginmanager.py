@@ -106,8 +106,8 @@ class PluginManager:
             self._load(module, lambda m=module: importlib.import_module(m), "galaug", __version__)
         if self.autoload:
             for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-                dist = ep.dist.name if ep.dist is not None else "?"
-                version = ep.dist.version if ep.dist is not None else "?"
+                meta = ep.dist.metadata if ep.dist is not None else None  # read once (.name and .version each read it)
+                dist, version = (meta["Name"], meta["Version"]) if meta is not None else ("?", "?")
                 self._load(ep.name, ep.load, dist, version)
 
     # -- loading ---------------------------------------------------------------

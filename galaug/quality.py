@@ -498,7 +498,9 @@ def summary_line(record: Mapping[str, Any] | None) -> str:
     if verdict == "unchecked":
         return f"quality gate: unchecked ({record.get('reason')})"
     rows = record.get("rows", [])
-    odd = [f"{r['statistic']} ({r['band']}) {_fmt(r['generated'])}" for r in rows if r["status"] != "ok"]
+    outside = [r for r in rows if r["status"] != "ok"]
+    formats = _formats(outside)  # one format for the values of a kind of statistic: 8638 beside 556051
+    odd = [f"{r['statistic']} ({r['band']}) {formats[r['statistic'].split()[0]](r['generated'])}" for r in outside]
     head = f"quality gate: {verdict}" + (" (overridden)" if record.get("overridden") else "")
     head += f", {len(rows) - len(odd)} of {len(rows)} statistics within the training range"
     if odd:
@@ -506,13 +508,30 @@ def summary_line(record: Mapping[str, Any] | None) -> str:
     return head
 
 
+def _formats(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One number format per kind of statistic (``flux``, ``size``, ``pixel``: the first word of its name) over
+    every number of ``rows`` (generated, training, range): ``8638`` beside ``556100``, never ``5.561e+05``."""
+    from galaug.experiment_summary import table_format
+
+    values: dict[str, list[float]] = {}
+    for r in rows:
+        values.setdefault(r["statistic"].split()[0], []).extend(
+            float(r[k]) for k in ("generated", "training", "low", "high")
+            if isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool))
+    def written(fmt):
+        return lambda v: "-" if v is None else fmt(float(v))
+
+    return {kind: written(table_format(v)) for kind, v in values.items()}
+
+
 def format_table(record: Mapping[str, Any], *, only: Sequence[str] | None = None) -> str:
     """A quality record (or :meth:`Verdict.as_dict`) as a Markdown table; ``only`` keeps rows of these statuses."""
     lines = [f"verdict: {record.get('verdict')}" + (" (overridden)" if record.get("overridden") else ""), "",
              "| statistic | band | generated | training | range | status |", "|---|---|---|---|---|---|"]
-    for r in record.get("rows", []):
-        if only and r["status"] not in only:
-            continue
-        lines.append(f"| {r['statistic']} | {r['band']} | {_fmt(r['generated'])} | {_fmt(r['training'])} | "
-                     f"{_fmt(r['low'])} to {_fmt(r['high'])} | {r['status']} |")
+    rows = [r for r in record.get("rows", []) if not only or r["status"] in only]
+    formats = _formats(rows)
+    for r in rows:
+        fmt = formats[r["statistic"].split()[0]]
+        lines.append(f"| {r['statistic']} | {r['band']} | {fmt(r['generated'])} | {fmt(r['training'])} | "
+                     f"{fmt(r['low'])} to {fmt(r['high'])} | {r['status']} |")
     return "\n".join(lines)

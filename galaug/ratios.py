@@ -4,15 +4,18 @@ One grammar for every share (``galaug mix --real/--gen``, ``galaug split
 --val``, the arms of ``galaug experiment``)::
 
     share      := count | fraction | percentage | multiple
-    count      := digits                    "300"        that many samples
+    count      := digits [" image(s)"]      "300", "1 image"  that many samples (but not a bare "1")
+                | "n=" digits               "n=1"
     fraction   := number with "." or "e"    "0.1", ".5"  of the set, between 0 and 1 ("1.0": all of it)
     percentage := number "%"                "10%"        of the set, between 0% and 100%
     multiple   := number "x"                "5x"         times another set, where a parameter allows it
     number     := [+-] ASCII digits ["." digits] [e [+-] digits]
 
-Spaces around the value and before ``%`` or ``x`` are ignored, and ``x``
-may be ``X``; ``0`` and ``1`` are counts. ``alpha`` is a probability: a
-number between 0 and 1.
+Spaces around the value and before ``%``, ``x`` or ``image`` are ignored,
+and ``x`` may be ``X``. A bare ``1`` is refused: read as a count it takes
+one image where "all of it" was likely meant, so the whole set is ``1.0``
+or ``100%`` and one image ``1 image`` or ``n=1``. ``alpha`` is a
+probability: a number between 0 and 1.
 
 Every error is a :class:`galaug.errors.ParamError` that names the
 parameter (``gen``); the CLI writes it with the option's name (``--gen``).
@@ -31,6 +34,8 @@ __all__ = ["Share", "parse_share", "resolve_share", "parse_alpha", "SHARE_FORMS"
 _NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 _SHARE = re.compile(rf"(?P<number>{_NUMBER})(?:[ \t]*(?P<suffix>[%xX]))?", re.ASCII)
 _COUNT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+#: A count said to be one: "1 image", "300 images", "n=1".
+_COUNTED = re.compile(r"(?P<k>[+-]?[0-9]+)[ \t]*images?|n[ \t]*=[ \t]*(?P<n>[+-]?[0-9]+)", re.ASCII)
 _MAX_MULTIPLE = 1e12
 _MAX_COUNT = 2**63 - 1
 
@@ -74,7 +79,7 @@ class Share:
 
 
 def parse_share(value: str | int | float, *, param: str, multiple: bool = False,
-                expected: str | None = None) -> Share:
+                expected: str | None = None, whole: str | None = None) -> Share:
     """Parse a share (see the module docstring).
 
     Parameters
@@ -89,15 +94,23 @@ def parse_share(value: str | int | float, *, param: str, multiple: bool = False,
         What the forms mean for this parameter, for the error of a value that
         does not parse (default: :data:`SHARE_FORMS`); other parameters are
         written as ``{name}`` fields, as in a :class:`ParamError` template.
+    whole : str, optional
+        How to write the whole set for this parameter, for the error of a
+        bare ``1`` (default: ``1.0 or 100% for the whole set``), written as
+        ``expected`` is.
 
     Raises
     ------
     galaug.errors.ParamError
-        A value that does not parse, a fraction outside [0, 1], a
+        A bare ``1`` (write ``1.0``/``100%`` or ``1 image``/``n=1``), a
+        value that does not parse, a fraction outside [0, 1], a
         percentage outside [0%, 100%], a negative or too large count, a
         multiple that is not a positive number below 1e12.
     """
     text = str(value).strip()
+    counted = _COUNTED.fullmatch(text)
+    if counted:
+        return _count(counted["k"] or counted["n"], text, param)
     match = _SHARE.fullmatch(text)
     suffix = match["suffix"] if match else None
     if match is None or (suffix in ("x", "X") and not multiple):
@@ -116,16 +129,24 @@ def parse_share(value: str | int | float, *, param: str, multiple: bool = False,
             raise _error(param, "percentage must be between 0% and 100%, got {text}", text=text)
         return Share("fraction", percent / 100, text)
     if _COUNT.fullmatch(number):
-        digits = number.lstrip("+-").lstrip("0")
-        if number.startswith("-") and digits:
-            raise _error(param, "must not be negative, got {text}", text=text)
-        if len(digits) > 19 or int(number) > _MAX_COUNT:  # int() refuses thousands of digits
-            raise _error(param, "count {text} is too large", text=_shown(text))
-        return Share("count", abs(int(number)), text)
+        if number.lstrip("+").lstrip("0") == "1":  # one image, where "all of it" was likely meant
+            raise _error(param, f"{{text}} is ambiguous: write {whole or '1.0 or 100% for the whole set'}, "
+                                "or '1 image' (n=1) for one image", text=text)
+        return _count(number, text, param)
     fraction = float(number)
     if not 0 <= fraction <= 1:
         raise _error(param, "fraction must be between 0 and 1, got {text}", text=_shown(text))
     return Share("fraction", fraction, text)
+
+
+def _count(number: str, text: str, param: str) -> Share:
+    """The count ``number`` (digits with an optional sign) of the share written ``text``."""
+    digits = number.lstrip("+-").lstrip("0")
+    if number.startswith("-") and digits:
+        raise _error(param, "must not be negative, got {text}", text=text)
+    if len(digits) > 19 or int(number) > _MAX_COUNT:  # int() refuses thousands of digits
+        raise _error(param, "count {text} is too large", text=_shown(text))
+    return Share("count", abs(int(number)), text)
 
 
 def resolve_share(value: str | int | float, n: int, *, param: str) -> int:

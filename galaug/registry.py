@@ -11,9 +11,17 @@ from typing import Any
 from galaug.errors import PluginError
 from galaug.kinds import KINDS, Component, base_for
 
-__all__ = ["Entry", "Registry", "Registrar", "check_component", "component_version"]
+__all__ = ["Entry", "Registry", "Registrar", "check_component", "component_version", "spec_name"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+def spec_name(name: str) -> str:
+    """How a registered name is written in a spec: the first ``-`` as ``:`` (``psf-gaussian`` -> ``psf:gaussian``).
+
+    Here rather than in :mod:`galaug.degrade.pipeline`, so that ``galaug plugins`` names degradations without
+    importing the pipeline parser."""
+    return name.replace("-", ":", 1)
 
 
 @dataclasses.dataclass

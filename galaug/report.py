@@ -24,15 +24,18 @@ report.html``)::
     quality = ["gen.zarr"]         # generated datasets: the gate's verdict from their provenance
 
 Paths are relative to the manifest. An ``experiment`` section shows
-``results.md`` and ``results.png``; a ``run`` section (a task run folder,
+its summary in words first, then ``results.md`` and ``results.png``; a ``run`` section (a task run folder,
 or one metrics file of ``galaug task eval``) shows the summary metrics of
-every evaluation next to those of the task's input; an ``analysis`` section shows the
+every evaluation next to those of the task's input and of its classical
+baselines, when it reports some; an ``analysis`` section shows the
 analysis' ``table`` and every figure it lists, captioned by its
 ``captions`` when it gives them; ``table = "file.md"`` shows a Markdown
 file; ``quality = ["gen.zarr", ...]`` shows, per generated dataset, the
 verdict of ``galaug generate``'s quality gate and the statistics outside
 the training range (a set that failed it, overridden, gets a warning). Figures are embedded (base64), so the page can be mailed or
-archived alone.
+archived alone; they are numbered, and a caption already shown is not
+repeated (``Figure 12: as figure 7.``). Each table writes a metric (or a
+statistic) in one number format.
 
 A run or an experiment arm whose task metric is worse than the task's own
 input (the denoiser's ``mse`` above its ``input_mse``, its ``psnr`` below
@@ -47,6 +50,7 @@ import base64
 import html
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -143,11 +147,31 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _warning(lines: list[str], what: str) -> str:
+def _warning(lines: list[str], what: str, *, advice: bool = False) -> str:
+    """A red box: ``what`` and a list of ``lines``; with ``advice``, what to check (said once, at the top)."""
     items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
-    return (f'<div class="warning"><strong>⚠ Warning: {html.escape(what)}</strong> '
-            "(check the training data and the generated images: galaug generate's quality gate, "
-            f"galaug show)<ul>{items}</ul></div>")
+    hint = (" (check the training data and the generated images: galaug generate's quality gate, galaug show)"
+            if advice else "")
+    return f'<div class="warning"><strong>⚠ Warning: {html.escape(what)}</strong>{hint}<ul>{items}</ul></div>'
+
+
+def _number_figures(page: str) -> str:
+    """Every caption of ``page`` as ``Figure N. caption``; a caption shown before is not repeated: ``Figure N: as
+    figure M.`` (a report with three realism sections says each sentence once)."""
+    first: dict[str, int] = {}
+    count = 0
+
+    def numbered(match: re.Match) -> str:
+        nonlocal count
+        count += 1
+        caption = match[1].strip()
+        if caption in first:
+            return f"<figcaption>Figure {count}: as figure {first[caption]}.</figcaption>"
+        if caption:
+            first[caption] = count
+        return f"<figcaption>Figure {count}.{' ' + caption if caption else ''}</figcaption>"
+
+    return re.sub(r"<figcaption>(.*?)</figcaption>", numbered, page, flags=re.DOTALL)
 
 
 def _experiment_warnings(folder: Path) -> tuple[list[str], set[str]]:
@@ -168,7 +192,8 @@ def _experiment_warnings(folder: Path) -> tuple[list[str], set[str]]:
         value, given = sum(values) / len(values), sum(twin) / len(twin)
         if worse_than_input(metric, value, given):
             arms.add(arm)
-            lines.append(f"{arm}, {test_set}: {metric} {value:.4g} is worse than the input's {given:.4g}")
+            fmt = _metric_formats([(metric, value), (metric, given)])[metric]
+            lines.append(f"{arm}, {test_set}: {metric} {fmt(value)} is worse than the input's {fmt(given)}")
     return lines, arms
 
 
@@ -182,6 +207,17 @@ def _mark_arms(table_md: str, arms: set[str]) -> str:
             line = "|".join(cells)
         out.append(line)
     return "\n".join(out)
+
+
+def _metric_formats(values: list[tuple[str, float]]) -> dict[str, Any]:
+    """One number format per metric (``{metric: format}``) over ``(metric, value)`` pairs: every cell of a metric,
+    on every test set and in every column, is written alike (``5807`` beside ``16180``, never ``1.618e+04``)."""
+    from galaug.experiment_summary import table_format
+
+    by_metric: dict[str, list[float]] = {}
+    for m, x in values:
+        by_metric.setdefault(m, []).append(float(x))
+    return {m: table_format(xs) for m, xs in by_metric.items()}
 
 
 def _run_metrics(path: Path) -> str:
@@ -198,12 +234,28 @@ def _run_metrics(path: Path) -> str:
             raise ConfigError(f"report: {file} is not a galaug task evaluation") from None
         pairs = _input_pairs(summary)
         data = Path(str(report.get("data", file.stem))).name
-        lines = [f"{data}, {ts}: {m} {v:.4g} is worse than the input's {i:.4g}"
+        # the task's classical baselines (summary[test_set]["baselines"][name][metric]), a column each
+        baselines = list(dict.fromkeys(b for values in summary.values() if isinstance(values, dict)
+                                       for b in (values.get("baselines") or {})))
+
+        def baseline_value(ts: str, m: str, b: str) -> Any:
+            return ((summary[ts].get("baselines") or {}).get(b) or {}).get(m)
+
+        fmt = _metric_formats([(m, x) for ts, m, v, i in pairs
+                               for x in (v, i, *(baseline_value(ts, m, b) for b in baselines)) if _number(x)])
+
+        def baseline(ts: str, m: str, b: str) -> str:
+            value = baseline_value(ts, m, b)
+            return fmt[m](float(value)) if _number(value) else "-"
+
+        lines = [f"{data}, {ts}: {m} {fmt[m](v)} is worse than the input's {fmt[m](i)}"
                  for ts, m, v, i in pairs if worse_than_input(m, v, i)]
         if lines:
             body.append(_warning(lines, f"{report.get('run', path)} does worse than its own input"))
-        table = ["| test set | metric | model | input |", "|---|---|---|---|"]
-        table += [f"| {'⚠ ' if worse_than_input(m, v, i) else ''}{ts} | {m} | {v:.4g} | {i:.4g} |"
+        table = ["| test set | metric | model | input |" + "".join(f" {b} |" for b in baselines),
+                 "|---" * (4 + len(baselines)) + "|"]
+        table += [f"| {'⚠ ' if worse_than_input(m, v, i) else ''}{ts} | {m} | {fmt[m](v)} | {fmt[m](i)} |"
+                  + "".join(f" {baseline(ts, m, b)} |" for b in baselines)
                   for ts, m, v, i in pairs]
         body.append(f"<p>{html.escape(report.get('task', 'task'))} run {html.escape(str(report.get('run', path)))} "
                     f"evaluated on {html.escape(data)}</p>")
@@ -246,10 +298,15 @@ def _section(sec: dict[str, Any], base: Path, number: int) -> str:
         body.append(markdown_to_html(_read_text(base / sec["table"], "table")))
     if "experiment" in sec:
         folder = base / sec["experiment"]
+        from galaug.experiment_summary import summary_and_table
+
+        summary, table = summary_and_table(folder, _read_text(folder / "results.md", "experiment table"))
+        if summary:  # the conclusions in words first
+            body.append(markdown_to_html(summary))
         lines, arms = _experiment_warnings(folder)
         if lines:
             body.append(_warning(lines, "an arm does worse than the task's own input"))
-        body.append(markdown_to_html(_mark_arms(_read_text(folder / "results.md", "experiment table"), arms)))
+        body.append(markdown_to_html(_mark_arms(table, arms)))
         body.append(_figure(folder / "results.png", "Mean and spread over seeds of the summary metric per arm, "
                                                     "one panel per test set (lower is better for errors)."))
     if "run" in sec:
@@ -290,10 +347,10 @@ def render_report(spec: dict[str, Any], base: Path) -> str:
     rendered = [_section(sec, base, i + 1) for i, sec in enumerate(sections)]
     flagged = [str(sec["title"]) for sec, text in zip(sections, rendered) if 'class="warning"' in text]
     if flagged:  # said at the top too, so that nobody reads the numbers without it
-        parts.append(_warning([f"section {t!r}" for t in flagged], "sections with warnings"))
+        parts.append(_warning([f"section {t!r}" for t in flagged], "sections with warnings", advice=True))
     parts += rendered
     parts.append("</body></html>\n")
-    return "\n".join(parts)
+    return _number_figures("\n".join(parts))
 
 
 def build_report(manifest: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:

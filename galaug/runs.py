@@ -35,7 +35,7 @@ import dataclasses
 import json
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,8 +48,8 @@ if TYPE_CHECKING:
     from galaug.degrade import Pipeline
 
 __all__ = ["OPTIONS", "METRICS", "DATA_STATS", "RUN_KINDS", "new_run_dir", "read_options", "write_options", "Run",
-           "TrainingPlan", "plan_training", "evaluate_run", "Training", "rank_rows", "config_from_options",
-           "check_image_data", "layout_record"]
+           "TrainingPlan", "plan_training", "baseline_names", "evaluate_run", "Training", "rank_rows",
+           "config_from_options", "check_image_data", "layout_record"]
 
 OPTIONS = "options.json"
 METRICS = "metrics.jsonl"
@@ -402,7 +402,11 @@ def plan_training(kind: str, name: str, data: str | Path, *, manager=None, resum
         from galaug.domain import data_domain
 
         pipeline = as_pipeline(degrade)  # parsed once: the run stores its canonical spec
+        if pipeline is not None:  # lengths given as angles (fwhm=0.8arcsec) in pixels of this data
+            pipeline = pipeline.in_pixels(ds.pixel_scale, of=str(ds.path))
         options["degrade"] = pipeline.spec if pipeline is not None else None
+        if pipeline is not None and pipeline.conversions:
+            options["degrade_lengths"] = list(pipeline.conversions)  # each angle given and the pixels it became
         options["data_domain"] = data_domain(ds)  # what evaluation data are checked against
     options.update(seed=seed)
     if kind == "generator":
@@ -412,12 +416,40 @@ def plan_training(kind: str, name: str, data: str | Path, *, manager=None, resum
     return TrainingPlan(kind, cls, config, ds, options, pipeline=pipeline)
 
 
+def baseline_names(cls: type, value: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """The baselines of task ``cls`` that ``value`` names: ``"a,b"``, ``"all"``, ``"none"`` or names.
+
+    None stays None (the task's own default). Raises
+    :class:`galaug.errors.ParamError` naming ``baselines`` for a name the
+    task does not report (see :attr:`galaug.kinds.Task.baselines`).
+    """
+    from galaug.errors import ParamError
+
+    if value is None:
+        return None
+    known = tuple(getattr(cls, "baselines", ()) or ())
+    if isinstance(value, str):
+        text = value.strip().lower()
+        value = () if text in ("", "none") else known if text == "all" else [v.strip() for v in text.split(",")]
+    names = tuple(dict.fromkeys(value))
+    for name in names:
+        if name not in known:
+            raise ParamError("baselines", "{baselines}: task {task} has no baseline {name!r} ({known})",
+                             task=cls.name, name=name,
+                             known=f"it has {', '.join(known)}; or all, none" if known else "it reports none")
+    return names
+
+
 def evaluate_run(run: Run, data: str | Path, *, degrade: str | Pipeline | None = None,
                  out: str | Path | None = None, device: str = "cpu", seed: int = 0, overwrite: bool = False,
-                 allow_domain_shift: bool = False, manager=None) -> tuple[dict[str, Any], Path]:
+                 allow_domain_shift: bool = False, baselines: str | Sequence[str] | None = None,
+                 manager=None) -> tuple[dict[str, Any], Path]:
     """Evaluate the task run ``run`` on ``data``; write the metrics file and return ``(metrics, path)``.
 
     ``degrade`` (a spec or a Pipeline) defaults to the run's own degradation.
+    ``baselines`` (:func:`baseline_names`; checked before anything runs)
+    chooses the task's classical baselines; None leaves the choice to the
+    task, and a task without baselines is never passed any.
     The file (``out``, by default ``RUN/metrics-<data name>.json``) holds the
     task, run, data and its id, the seed, the canonical degradation, the
     domain check and the task's metrics; it is written atomically.
@@ -434,15 +466,19 @@ def evaluate_run(run: Run, data: str | Path, *, degrade: str | Pipeline | None =
     if run.kind != "task":
         raise GalaugError(f"{run.path}: not a task run (it is a {run.kind} run)")
     cls = run.component(manager)
+    chosen = baseline_names(cls, baselines)
     ds = open_dataset(data)
     pipeline = as_pipeline(degrade) if degrade else run.pipeline
+    if pipeline is not None:  # lengths given as angles in pixels of this data (the run's own are in pixels)
+        pipeline = pipeline.in_pixels(ds.pixel_scale, of=str(ds.path))
     path = Path(out) if out else run.path / f"metrics-{ds.path.name.removesuffix('.zarr')}.json"
     check_output(path, overwrite=overwrite, what="file")
     from galaug.domain import require_same_domain
 
     domain = require_same_domain(run.options.get("data_domain"), ds, allow_domain_shift=allow_domain_shift,
                                  what=f"run {run.path.name}")
-    metrics = cls(run.config(cls)).evaluate(run.path, ds.path, degrade=pipeline, device=device, seed=seed)
+    extra = {"baselines": chosen} if chosen is not None and getattr(cls, "baselines", ()) else {}
+    metrics = cls(run.config(cls)).evaluate(run.path, ds.path, degrade=pipeline, device=device, seed=seed, **extra)
     report = {"task": run.name, "run": str(run.path), "data": str(ds.path), "data_id": ds.id, "seed": seed,
               "degrade": pipeline.spec if pipeline is not None else None, "domain": domain, "metrics": metrics}
     atomic_write_text(path, json.dumps(report, indent=2) + "\n")

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["pyplot", "figure_format", "asinh_gray", "asinh_rgb", "pick_rgb_bands", "image_grid", "save_grid"]
+__all__ = ["pyplot", "figure_format", "asinh_gray", "asinh_rgb", "pick_rgb_bands", "image_grid", "save_grid",
+           "ROLE_COLOURS", "role_colour", "role_label", "axis_label", "metric_unit"]
+
+#: The colour of each part a dataset plays in a figure, the same in every panel of every figure (realism,
+#: memorisation, condition-check): held-out real images are always orange, generated ones always blue.
+ROLE_COLOURS = {"generated": "C0", "held-out": "C1", "training": "C2", "control": "0.6"}
+#: Other spellings of the roles (the analyses' own names for their inputs).
+_ROLE_NAMES = {"heldout": "held-out", "held_out": "held-out", "train": "training", "gen": "generated"}
 
 
 def pyplot():
@@ -21,6 +28,34 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def role_label(role: str) -> str:
+    """The name of a role in a legend: ``"held-out"`` for ``"heldout"``, ``"training"`` for ``"train"``."""
+    return _ROLE_NAMES.get(role, role)
+
+
+def role_colour(role: str) -> str:
+    """The colour of ``role`` in every figure (:data:`ROLE_COLOURS`; ``"heldout"`` and ``"train"`` too).
+
+    Raises ``KeyError`` for a role without a colour.
+    """
+    return ROLE_COLOURS[role_label(role)]
+
+
+def axis_label(quantity: str, unit: str | None = None) -> str:
+    """An axis label with its unit in brackets: ``"r_half [arcsec]"``; the quantity alone when it has no unit."""
+    return f"{quantity} [{unit}]" if unit else quantity
+
+
+def metric_unit(metric: str, flux_unit: str | None) -> str | None:
+    """The unit of an image metric, by the last part of its name: ``mse`` (``input_mse`` too) in the square of
+    the data's ``flux_unit``, ``psnr`` in dB; None for a metric without one (``ssim``) or one not known here."""
+    name = metric.rsplit(".", 1)[-1].removeprefix("input_").lower()
+    if name == "mse":
+        unit = flux_unit or "data unit"
+        return f"{unit}²" if unit.isalnum() else f"({unit})²"
+    return "dB" if name == "psnr" else None
 
 
 def figure_format(path: str | Path) -> str:

@@ -250,6 +250,71 @@ def test_training_toggles_and_optimisers():
     assert all(g["foreach"] is True for g in loaded.param_groups)
 
 
+
+@pytest.mark.parametrize("micro_batch", [2, 3])
+def test_micro_batches_give_the_update_of_the_whole_batch(micro_batch):
+    """A step in micro-batches of 2 (and 3: 3 + 3 + 2 rows) moves every parameter as the whole batch of 8 does, up
+    to the order of float sums (the same z, style mixing, noise and sky noise; each loss scaled by its share), and
+    no network ever sees more than ``micro_batch`` rows at once. Plain SGD, so an update is the learning rate times
+    the gradient (Adam's first steps divide by the gradient's own size and magnify rounding, tests/ddp_step.py)."""
+    from galaug_alae.generator import Nets, _train_step
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:16, :16] - 7.5
+    galaxies = 100 * np.exp(-np.hypot(yy, xx)[None, None] / rng.uniform(1, 3, (8, 1, 1, 1)))
+    images = (galaxies + rng.normal(0, 1, (8, 2, 16, 16))).astype(np.float32)  # sky noise: the sky draw is used
+    transform = IntensityTransform.fit(images)
+    x = transform.forward(torch.from_numpy(images))
+
+    def one_step(size):
+        cfg = tiny_config(micro_batch=size, style_mixing=1.0)
+        torch.manual_seed(0)
+        nets = Nets(cfg.net(2))
+        before = {k: v.clone() for k, v in nets.state_dict().items()}
+        rows = []
+        for module in (nets.G, nets.E, nets.D):  # and F but for w = F(z) of the whole batch without a graph
+            module.register_forward_pre_hook(lambda m, args: rows.append(len(args[0])))
+        opt_ed = torch.optim.SGD([*nets.E.parameters(), *nets.D.parameters()], lr=0.1)
+        opt_fg = torch.optim.SGD([*nets.F.parameters(), *nets.G.parameters()], lr=0.1)
+        logs = _train_step(nets, opt_ed, opt_fg, x, cfg, cfg.net(2).levels - 1, 1.0, 8, transform=transform)
+        return before, nets.state_dict(), logs, max(rows)
+
+    before, whole, logs_whole, rows_whole = one_step(None)
+    _, parts, logs_parts, rows_parts = one_step(micro_batch)
+    assert rows_whole == 8 and rows_parts == micro_batch
+    moved = {key.split(".")[0] for key, value in whole.items() if not torch.equal(value, before[key])}
+    assert moved == {"F", "G", "E", "D"}  # the EMA copies and w_avg are the training loop's
+    for key, value in whole.items():  # weights of order 1 (equalized learning rate); sums in another order
+        torch.testing.assert_close(parts[key], value, rtol=1e-5, atol=5e-5, msg=key)
+    for name in ("loss_d", "loss_r1", "loss_g", "loss_lae", "d_real", "d_fake"):
+        assert logs_parts[name] == pytest.approx(logs_whole[name], rel=1e-5), name
+    torch.testing.assert_close(logs_parts["w_mean"], logs_whole["w_mean"], rtol=1e-5, atol=1e-6)
+
+
+def test_micro_batch_must_fit_the_batch(cli, sersic16, tmp_path):
+    for bad in (0, 9):
+        with pytest.raises(ValueError, match=f"micro_batch must be from 1 to batch_size \\(8\\), got {bad}"):
+            tiny_config(micro_batch=bad)
+        assert_user_error(cli.invoke("train", "alae", sersic16.path, "--run-dir", tmp_path / "runs", *TINY,
+                                     "--set", f"micro_batch={bad}"), "micro_batch must be from 1 to batch_size (8)")
+        assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+def test_out_of_memory_names_micro_batch(cli, sersic16, tmp_path, monkeypatch):
+    """A step that runs out of memory (a GPU's OutOfMemoryError) is one line saying what to lower, not a plugin bug."""
+    import galaug_alae.generator
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(galaug_alae.generator, "_train_step", out_of_memory)
+    res = cli.invoke("train", "alae", sersic16.path, "--run-dir", tmp_path / "runs", *TINY)
+    assert_user_error(res, "out of cpu memory in step 0, with 8 images through the networks at once",
+                      "set micro_batch=4 or lower")
+    assert list((tmp_path / "runs").iterdir()) == []
+    res = cli.invoke("train", "alae", sersic16.path, "--run-dir", tmp_path / "runs", *TINY, "--set", "micro_batch=1")
+    assert_user_error(res, "micro_batch is 1 already")
+
 def test_generate_output_does_not_depend_on_batch_size(trained, tmp_path):
     a = generate(trained, tmp_path / "a.zarr", 10, seed=1, batch_size=3)
     b = generate(trained, tmp_path / "b.zarr", 10, seed=1, batch_size=10)

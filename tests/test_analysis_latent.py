@@ -225,6 +225,11 @@ def test_interpolate_random_corners(cli, tmp_path):
         np.mean([g["latent"]["max_step_over_even"] / g["pixel_crossfade"]["max_step_over_even"]
                  for g in r["grids"]]))
     assert (out / "interpolation.png").stat().st_size > 1000 and (out / "crossfade.png").exists()
+    # the captions say what was measured on the grid each figure shows (the first), not what it should look like
+    shown = r["grids"][0]
+    assert f"is {shown['latent']['max_step_over_even']:.2f} times an even step" in r["captions"]["interpolation.png"]
+    assert f"is {shown['pixel_crossfade']['max_step_over_even']:.2f} times" in r["captions"]["crossfade.png"]
+    assert "smooth" not in " ".join(r["captions"].values())
 
 
 def test_interpolate_encoded_corners_of_a_trained_alae(galaug_plugins, tmp_path):

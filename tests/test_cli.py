@@ -212,6 +212,9 @@ def test_show_to_a_fits_name_is_one_line_pointing_at_export(cli, make_dataset, t
     assert_user_error(cli.invoke("show", ds.path, tmp_path / "x.fits"), "cannot be saved as a .fits file",
                       "galaug export", "png")
     assert_user_error(cli.invoke("show", ds.path, tmp_path / "x"), "a file without an extension")
+    old = cli.invoke("show", ds.path, "-o", tmp_path / "x.fits")  # the old spelling: its note, then the same line
+    assert old.exit_code == 2 and "Traceback" not in old.output
+    assert old.stderr.splitlines()[-1].startswith(f"Error: {tmp_path / 'x.fits'}: a figure cannot be saved as a .fits")
     assert sorted(p.name for p in tmp_path.iterdir()) == [ds.path.name]
 
 

@@ -302,10 +302,11 @@ def test_config_preset_then_config_file_then_set(galaug_plugins, tmp_path):
 def test_config_of_a_degradation_shows_its_constraint_as_a_note(galaug_plugins, name):
     res = galaug_plugins.invoke("config", "degradation", name)
     assert res.exit_code == 0, res.output
-    assert res.output == ("# sigma: unset (float | tuple[float, ...])\n# fwhm: unset (float | tuple[float, ...])\n"
-                          "# note: give exactly one of sigma or fwhm (pixels)\n")
+    assert res.output == ("# sigma: unset (float | str | tuple[float | str, ...])\n"
+                          "# fwhm: unset (float | str | tuple[float | str, ...])\n"
+                          "# note: give exactly one of sigma or fwhm (pixels, or an angle like 0.8arcsec)\n")
     res = galaug_plugins.invoke("config", "degradation", name, "--set", "sigma=2")
-    assert res.output == "sigma = 2.0\n# fwhm: unset (float | tuple[float, ...])\n"
+    assert res.output == "sigma = 2.0\n# fwhm: unset (float | str | tuple[float | str, ...])\n"
 
 
 def test_config_of_an_unknown_degradation_names_the_spec_names(galaug_plugins):

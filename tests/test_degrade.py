@@ -430,10 +430,15 @@ def test_third_party_degradations_are_found_by_their_bare_name(galaug_plugins):
     ("noise:ccd(sky_level=10, gain=-1)", ["noise:ccd: gain must be >= 0, got -1 at column 30"]),
     ("psf:moffat(beta=0.9, fwhm=2)", ["beta must be > 1, got 0.9 at column 17"]),
     ("psf:moffat(beta=3)", ["psf:moffat: fwhm is required at column 1"]),
-    ("psf:gaussian()", ["give exactly one of sigma or fwhm (pixels) at column 1"]),
+    ("psf:gaussian()", ["give exactly one of sigma or fwhm (pixels, or an angle like 0.8arcsec) at column 1"]),
     ("psf:gaussian(sigma=1, fwhm=2)", ["give exactly one of sigma or fwhm"]),
-    ("psf:gaussian(sigma=nan)", ["'sigma' expects a finite number, got 'nan' at column 20"]),
-    ("psf:gaussian(sigma=big)", ["config key 'sigma' expects", "got 'big' at column 20"]),
+    ("psf:gaussian(sigma=nan)", ["sigma must be a finite number, got nan at column 20"]),
+    ("psf:gaussian(sigma=big)", ["sigma must be a number of pixels or an angle like 0.8arcsec, got 'big'",
+                                 "at column 20"]),
+    ("psf:gaussian(fwhm=0.8nJy)", ["fwhm '0.8nJy' must be in pixels or an angle (arcsec), not spectral flux density "
+                                   "at column 19"]),
+    ("psf:moffat(beta=3, fwhm=-1arcsec)", ["fwhm must be > 0, got -1 arcsec at column 25"]),
+    ("noise:ccd(sky_level=10)", ["noise:ccd: gain is required: electrons per unit of the images' data"]),
     ("resample(scale=2, keep_size=maybe)", ["config key 'keep_size' expects true or false", "at column 29"]),
     ("resample(scale=0.01)", ["scale must be >= 0.0625, got 0.01 at column 16"]),
     ("noise:gaussian(std=1, std=2)", ["duplicate key 'std' at column 23"]),
@@ -565,7 +570,9 @@ def test_degrade_bad_paths_are_user_errors(galaug_plugins, make_dataset, tmp_pat
 
 def test_config_command_prints_a_degradations_defaults(galaug_plugins):
     res = galaug_plugins.invoke("config", "degradation", "noise-ccd")
-    assert res.output == "sky_level = 0.0\ngain = 1.0\nread_noise = 0.0\n"
+    assert res.output == ("sky_level = 0.0\n# gain: unset (float)\nread_noise = 0.0\n"
+                          "# note: gain is required: electrons per unit of the images' data (e-/ADU for counts, "
+                          "e-/nJy for images in nJy; 0 switches Poisson noise off)\n")
 
 
 def test_listing_plugins_shows_degradations_without_importing_torch():

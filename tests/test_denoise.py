@@ -174,7 +174,7 @@ def test_ssim_matches_scikit_image():
 
 def test_noise5x_is_five_times_the_noise(galaug_plugins):
     strong = strengthen_noise(parse_pipeline(
-        "psf:gaussian(sigma=1)|noise:gaussian(std=[1, 2])|noise:poisson(gain=50)|noise:ccd(sky_level=2, read_noise=3)"))
+        "psf:gaussian(sigma=1)|noise:gaussian(std=[1, 2])|noise:poisson(gain=50)|noise:ccd(sky_level=2, gain=1, read_noise=3)"))
     assert strong.spec == ("psf:gaussian(sigma=1.0)|noise:gaussian(std=[5.0, 10.0])|noise:poisson(gain=2.0)|"
                            "noise:ccd(sky_level=50.0, gain=1.0, read_noise=15.0)")
     clean = torch.from_numpy(galaxy_images(4, bands=2))
@@ -286,7 +286,8 @@ def test_train_and_eval_from_the_cli(cli, data, tmp_path):
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output[: res.output.rindex("wrote")])
     assert set(summary) == set(TEST_SETS)
-    assert set(summary["both"]) == {"mse", "psnr", "ssim", "input_mse", "input_psnr", "input_ssim"}
+    assert set(summary["both"]) == {"mse", "psnr", "ssim", "input_mse", "input_psnr", "input_ssim", "baselines"}
+    assert set(summary["both"]["baselines"]) == {"gaussian", "wiener", "tv", "wavelet"}  # the default set
     report = json.loads((run / "metrics-val.json").read_text())
     assert report["metrics"]["degrade"] == "psf:gaussian(sigma=1.0)|noise:gaussian(std=0.5)"
     assert report["metrics"]["nominal"]["model"]["bands"]["g"]["ssim"] <= 1

@@ -8,10 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from astropy.io import fits
 
 import galaug
+from galaug.sources.cutouts import load_frames, read_catalogue
+from galaug.sources.detect import detect
+from galaug.sources.readers import FitsReader
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SCRIPT = EXAMPLES / "own_fits.sh"
@@ -26,7 +30,8 @@ TINY = {"SIZE": "32", "STEPS": "3", "ALAE_SET": "batch_size=4", "GEN_FACTOR": "5
 
 def env(**extra: str) -> dict[str, str]:
     """The environment of a user whose PATH has galaug (this interpreter's folder), quiet and on one thread."""
-    out = {k: v for k, v in os.environ.items() if k not in TINY and k not in ("BANDS", "DEGRADE", "PYTHON")}
+    out = {k: v for k, v in os.environ.items()
+           if k not in TINY and k not in ("BANDS", "DEGRADE", "PYTHON", "CATALOG", "DETECT", "INGEST_ONLY")}
     out.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", OMP_NUM_THREADS="1",
                MKL_NUM_THREADS="1", GALAUG_PROGRESS="0", **extra)
     return out
@@ -92,6 +97,46 @@ def test_own_fits_refuses_a_folder_without_fits(tmp_path):
     size = run("bash", SCRIPT, empty, tmp_path / "out", **{**TINY, "SIZE": "48"})
     assert size.returncode != 0 and "SIZE must be 16, 32, 64, 128 or 256" in size.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_own_fits_cuts_stamps_from_frames_at_a_catalogue_or_at_detected_sources(tmp_path):
+    frames = tmp_path / "frames"
+    made = run(sys.executable, MAKE_CUTOUTS, frames, "-n", "10", "--frame", "224", "--size", "32", "--bands", "g,r")
+    assert made.returncode == 0, made.stderr
+    near = int(re.search(r"\((\d+) within 16 pixels of an edge\)", made.stdout).group(1))
+    assert sorted(p.name for p in frames.iterdir()) == ["catalog.csv", "frame_g.fits", "frame_r.fits"]
+    assert len((frames / "catalog.csv").read_text().splitlines()) == 11
+
+    def centred(images: np.ndarray) -> bool:
+        """Whether the mean of the stamps (all bands) peaks at one of the four centre pixels."""
+        y, x = np.unravel_index(np.argmax(images.sum(axis=(0, 1))), images.shape[2:])
+        return y in (15, 16) and x in (15, 16)
+
+    settings = {**TINY, "INGEST_ONLY": "1"}
+    done = run("bash", SCRIPT, frames, tmp_path / "catalogue", CATALOG=str(frames / "catalog.csv"), **settings)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "done (INGEST_ONLY=1)" in done.stdout and not (tmp_path / "catalogue" / "runs").exists()
+    real = galaug.open_dataset(tmp_path / "catalogue" / "real.zarr")  # one stamp per galaxy not by an edge
+    assert len(real) == 10 - near and real.bands == ("g", "r") and real.image_shape == (2, 32, 32)
+    assert real.flux_unit == "nJy" and abs(real.pixel_scale.to_value("arcsec") - 0.2) < 1e-9
+    assert centred(real.read()["images"])
+
+    done = run("bash", SCRIPT, frames, tmp_path / "detect", DETECT="1", **settings)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    detected, kept = map(int, re.search(r"detected (\d+) sources .*; kept (\d+)", done.stdout).groups())
+    real = galaug.open_dataset(tmp_path / "detect" / "real.zarr")
+    assert detected >= 10 and len(real) == kept >= 10 - near
+    assert real.provenance[-1]["detection"]["n_detected"] == detected
+    assert centred(real.read()["images"])
+    found = detect(load_frames(FitsReader(), sorted(frames.glob("*.fits"))))  # what the ingest detected
+    catalogue = read_catalogue(frames / "catalog.csv")
+    x, y = found.frames[0].wcs.world_to_pixel_values(catalogue.a, catalogue.b)
+    nearest = np.hypot(found.x[:, None] - x, found.y[:, None] - y).min(axis=0)  # to each galaxy
+    assert found.n_detected == detected and np.sum(nearest < 3.5) >= 10 - near  # galaxies 32+ pixels apart
+
+    both = run("bash", SCRIPT, frames, tmp_path / "both", CATALOG=str(frames / "catalog.csv"), DETECT="1", **settings)
+    assert both.returncode != 0 and "give CATALOG" in both.stderr and not (tmp_path / "both").exists()
 
 
 def test_fake_cutouts_as_gzipped_cubes_ingest_with_their_headers(tmp_path):

@@ -92,6 +92,33 @@ def test_custom_arms(setup):
     assert list(json.loads((tmp / "exp" / "results.json").read_text())["table"]) == ["all real", "gen 1x"]
 
 
+@pytest.mark.parametrize("arm, message", [
+    ('real = "1"', "arm 'a': real 1 is ambiguous: write 1.0 or 100% for the whole set, or '1 image' (n=1)"),
+    ("real = 1", "arm 'a': real 1 is ambiguous"),
+    ('real = "0"\ngen = "1"', "arm 'a': gen 1 is ambiguous: write 1x for as many as the real set, 1.0 or 100% "
+                              "for all of the gen set, or '1 image' (n=1) for one image"),
+    ('real = "lots"', "arm 'a': real must be a fraction (0.2)"),
+])
+def test_an_arm_with_a_bare_one_is_refused_before_any_work(setup, arm, message):
+    cli, tmp = setup
+    (tmp / "exp.toml").write_text((tmp / "exp.toml").read_text() + '\n[[arms]]\nname = "ok"\nreal = "1.0"\n'
+                                  f'\n[[arms]]\nname = "a"\n{arm}\n')
+    assert_user_error(cli.invoke("experiment", "ratios", tmp / "exp.toml"), message)
+    assert not (tmp / "exp").exists() and not MeanImage.calls
+
+
+def test_arms_take_the_whole_set_or_one_image(setup):
+    cli, tmp = setup
+    (tmp / "exp.toml").write_text((tmp / "exp.toml").read_text() + '\n[[arms]]\nname = "all"\nreal = 1.0\n'
+                                  '\n[[arms]]\nname = "100%"\nreal = "100%"\ngen = "1 image"\n'
+                                  '\n[[arms]]\nname = "one"\nreal = "n=1"\ngen = "1x"\n')
+    res = cli.invoke("experiment", "ratios", tmp / "exp.toml", "--seeds", "0")
+    assert res.exit_code == 0, res.output
+    with open(tmp / "exp" / "results.csv") as f:
+        counts = {r["arm"]: (r["n_real"], r["n_generated"]) for r in csv.DictReader(f)}
+    assert counts == {"all": ("40", "0"), "100%": ("40", "1"), "one": ("1", "40")}
+
+
 @pytest.mark.parametrize("text, message", [
     ('task = "mean-image"\nval = "val.zarr"\n', "'real' is required"),
     ('task = "mean-image"\nreal = "real.zarr"\nval = "val.zarr"\nepochs = 3\n', "unknown config key 'epochs'"),

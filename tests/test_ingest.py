@@ -83,7 +83,8 @@ def test_fits_folder_headers_give_band_flux_unit_and_wcs_pixel_scale(tmp_path):
     assert report.n_written == 6 and report.n_files == 6 and report.skipped == []
     entry = ds.provenance[-1]
     assert entry["step"] == "ingest" and entry["plugin"] == "source:fits" and entry["source"] == str(src)
-    assert entry["config"] == {"band_axis": "auto", "hdu": ""} and entry["n_written"] == 6
+    assert entry["config"] == {"band_axis": "auto", "hdu": "", "sci": "SCI", "err": "ERR", "dq": "DQ"}
+    assert entry["n_written"] == 6
 
 
 def test_cube_with_the_band_axis_last(tmp_path):
@@ -470,7 +471,7 @@ def test_band_count_mismatch(tmp_path):
 def test_bands_option_must_match_the_images(tmp_path):
     src = fits_folder(tmp_path / "in", galaxy_images(2, bands=3, size=16))
     with pytest.raises(GalaugError, match=r"2 of 2 images do not fit \(first: 00.fits: 3 bands, expected 2 "
-                                          r"\(--bands g,r\)"):
+                                          r"\(bands g,r given\)"):
         ingest(src, tmp_path / "out.zarr", bands="g,r")
     assert nothing_written(tmp_path)
 
@@ -513,7 +514,7 @@ def test_centre_crop_and_too_small(tmp_path):
 def test_shapes_must_agree_without_size(tmp_path):
     src = fits_folder(tmp_path / "in", galaxy_images(2, bands=1, size=16)[:, 0])
     write_fits(src / "z.fits", np.ones((16, 20), np.float32))
-    with pytest.raises(GalaugError, match=r"z.fits: 16x20 pixels, expected 16x16 \(use --size to crop\)"):
+    with pytest.raises(GalaugError, match=r"z.fits: 16x20 pixels, expected 16x16 \(crop them to one size\)"):
         ingest(src, tmp_path / "out.zarr")
 
 
@@ -542,9 +543,9 @@ def test_resize_needs_one_input_shape(tmp_path):
     src = fits_folder(tmp_path / "in", galaxy_images(2, bands=1, size=32)[:, 0])
     write_fits(src / "z.fits", np.ones((24, 24), np.float32))
     report = ingest(src, tmp_path / "out.zarr", size=16, fit="resize", on_bad="skip")
-    assert report.skipped == [("z.fits", "24x24 pixels, expected 32x32 (--fit resize needs one input shape)")]
+    assert report.skipped == [("z.fits", "24x24 pixels, expected 32x32 (resizing needs one input shape)")]
     write_fits(tmp_path / "wide.fits", np.ones((24, 32), np.float32))
-    with pytest.raises(GalaugError, match="wide.fits: --fit resize needs square images, got 24x32"):
+    with pytest.raises(GalaugError, match='wide.fits: fit="resize" needs square images, got 24x32'):
         ingest(tmp_path / "wide.fits", tmp_path / "out2.zarr", size=16, fit="resize")
     assert nothing_written(tmp_path, "out2.zarr")
 
@@ -702,7 +703,7 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(galaug_plugins, make_datas
         "simulator": ([good, "--format", "tiny"], ["'tiny' is a simulator, not a file reader"]),
         "truncated": ([broken_folder], ["01.fits: truncated", 'use --on-bad="skip"']),
         "band mismatch": ([good, "--on-bad", "fill"], []),
-        "bands length": ([good, "--bands", "g,r"], ["3 bands, expected 2 (--bands g,r)"]),
+        "bands length": ([good, "--bands", "g,r"], ["3 bands, expected 2 (bands g,r given)"]),
         "output exists": ([good], ["output exists", "--overwrite"]),
         "bad pixel scale": ([good, "--pixel-scale", "0.2"], ["pixel scale 0.2 must be an angle or a length"]),
     }[case]
@@ -717,6 +718,27 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(galaug_plugins, make_datas
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     if case == "output exists":
         assert len(open_dataset(out)) == 2
+
+
+def test_errors_name_parameters_in_python_and_options_on_the_command_line(galaug_plugins, tmp_path):
+    good = fits_folder(tmp_path / "good", galaxy_images(2, bands=3, size=16))
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "a.txt").write_text("not an image")
+    cases = [  # (src, Python keywords, CLI options, the message from Python, the message on the command line)
+        (tmp_path / "text", {}, [], "choose one with format", "choose one with --format"),
+        (good, {"bands": "g,g,r"}, ["--bands", "g,g,r"], "bands must be distinct", "--bands must be distinct"),
+        (good, {"fit": "resize"}, ["--fit", "resize"], 'fit="resize" needs size', '--fit="resize" needs --size'),
+        (good, {"fill_value": float("inf")}, ["--fill-value", "inf"], "fill_value must be a finite 32-bit float",
+         "--fill-value must be a finite 32-bit float"),
+        (good, {"size": 8}, ["--size", "8"], 'fit="crop" keeps the centre 8x8 pixels',
+         '--fit="crop" keeps the centre 8x8 pixels'),
+    ]
+    for src, keywords, options, in_python, on_the_command_line in cases:
+        with pytest.raises(GalaugError) as exc:
+            ingest(src, tmp_path / "out.zarr", **keywords)
+        assert in_python in str(exc.value) and "--" not in str(exc.value), str(exc.value)
+        assert_user_error(galaug_plugins.invoke("ingest", src, tmp_path / "out.zarr", *options), on_the_command_line)
+    assert not (tmp_path / "out.zarr").exists()
 
 
 def test_listing_plugins_imports_no_reader_module():

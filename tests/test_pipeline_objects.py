@@ -109,8 +109,8 @@ def test_bad_steps(steps, error, message):
 
 
 def test_pipeline_scaled_scales_every_noise_step_and_keeps_the_rest(registry):
-    pipeline = parse_pipeline("psf:gaussian(sigma=2)|noise:gaussian(std=[1, 2, 3])|noise:ccd(sky_level=4, read_noise=1)",
-                              registry=registry)
+    pipeline = parse_pipeline("psf:gaussian(sigma=2)|noise:gaussian(std=[1, 2, 3])|noise:ccd(sky_level=4, gain=1, "
+                              "read_noise=1)", registry=registry)
     strong = pipeline.scaled(5)
     assert strong.spec == ("psf:gaussian(sigma=2.0)|noise:gaussian(std=[5.0, 10.0, 15.0])"
                            "|noise:ccd(sky_level=100.0, gain=1.0, read_noise=5.0)")

@@ -297,7 +297,8 @@ def test_the_private_import_check_catches_the_three_forms(tmp_path):
 
 
 def test_building_the_cli_and_listing_plugins_import_neither_torch_nor_zarr_nor_astropy():
-    """`galaug --help` and `galaug plugins` start in a quarter of a second: the heavy libraries load on first use."""
+    """`galaug --help` and `galaug plugins` start in a quarter of a second: the heavy libraries (numpy too) load
+    on first use."""
     import subprocess
 
     code = ("import sys, io, contextlib\n"
@@ -309,7 +310,7 @@ def test_building_the_cli_and_listing_plugins_import_neither_torch_nor_zarr_nor_
             "        galaug.cli.main()\n"
             "    except SystemExit:\n"
             "        pass\n"
-            "print(sorted(m for m in ('torch', 'zarr', 'astropy') if m in sys.modules))\n"
+            "print(sorted(m for m in ('torch', 'zarr', 'astropy', 'numpy') if m in sys.modules))\n"
             "print(galaug.open_dataset.__module__, galaug.load_generator.__module__)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

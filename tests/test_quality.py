@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from galaug.runs import DATA_STATS, Run, Training, plan_training
 
 from conftest import galaxy_images
 from test_cli import assert_user_error
+from test_figures import one_format
 
 HERE = Path(__file__).parent
 SHIPPED = HERE.parent / "examples" / "checkpoints"
@@ -360,9 +362,11 @@ def test_the_report_warns_about_results_worse_than_the_input(tmp_path):
                                           '[[section]]\ntitle = "Denoiser"\nrun = "task-run"\n')
     page = build_report(tmp_path / "report.toml", tmp_path / "report.html").read_text()
     assert page.count('class="warning"') == 3  # the top of the page, the experiment, the run
-    assert "5x gen, nominal: mse 2.3e+14 is worse than the input&#x27;s 1600" in page
+    said = re.search(r"5x gen, nominal: mse (\S+) is worse than the input&#x27;s (\S+)</li>", page)
+    assert said and float(said[1]) == 2.3e14 and one_format(*said.groups())  # never 2.3e+14 beside 1600
     assert "⚠ 5x gen" in page and "⚠ 100% real" not in page
-    assert "val.zarr, noise5x: mse 900 is worse than the input&#x27;s 800" in page
+    said = re.search(r"val.zarr, noise5x: mse (\S+) is worse than the input&#x27;s (\S+)</li>", page)
+    assert said and float(said[1]) == 900 and float(said[2]) == 800 and one_format(*said.groups())
     assert "val.zarr, nominal" not in page
 
 

@@ -6,6 +6,7 @@ import pickle
 
 import pytest
 
+import galaug
 from galaug.errors import GalaugError, ParamError
 from galaug.mix import parse_gen, plan_mix
 from galaug.ratios import Share, parse_alpha, parse_share, resolve_share
@@ -14,7 +15,9 @@ from test_cli import assert_user_error
 
 
 @pytest.mark.parametrize("text, share", [
-    ("300", Share("count", 300, "300")), ("0", Share("count", 0, "0")), ("1", Share("count", 1, "1")),
+    ("300", Share("count", 300, "300")), ("0", Share("count", 0, "0")), ("1 image", Share("count", 1, "1 image")),
+    ("n=1", Share("count", 1, "n=1")), (" n = 3 ", Share("count", 3, "n = 3")),
+    ("300 images", Share("count", 300, "300 images")),
     (" +7 ", Share("count", 7, "+7")), ("0.1", Share("fraction", 0.1, "0.1")), (".5", Share("fraction", 0.5, ".5")),
     ("1.0", Share("fraction", 1.0, "1.0")), ("1e-3", Share("fraction", 1e-3, "1e-3")),
     ("10%", Share("fraction", 0.1, "10%")), ("12.5 %", Share("fraction", 0.125, "12.5 %")),
@@ -32,9 +35,26 @@ def test_multiples_parse_only_where_allowed(text, factor):
 
 
 @pytest.mark.parametrize("text, n, expected", [("10%", 40, 4), ("0.1", 40, 4), ("12.5%", 8, 1), ("7", 40, 7),
-                                               ("1.0", 40, 40), ("0", 40, 0)])
+                                               ("1.0", 40, 40), ("100%", 40, 40), (1.0, 40, 40), ("1 image", 40, 1),
+                                               ("n=1", 40, 1), ("0", 40, 0)])
 def test_resolve_share(text, n, expected):
     assert resolve_share(text, n, param="val") == expected
+
+
+@pytest.mark.parametrize("value", ["1", " 1 ", "+1", "01", 1])
+def test_a_bare_one_is_refused_not_read_as_one_image(value):
+    # "1" as a share reads as "all of it" to some and "one image" to others: neither is guessed
+    with pytest.raises(ParamError) as info:
+        resolve_share(value, 40, param="real")
+    assert str(info.value) == (f"real {str(value).strip()} is ambiguous: write 1.0 or 100% for the whole set, "
+                               "or '1 image' (n=1) for one image") and info.value.param == "real"
+    with pytest.raises(ParamError, match=r"^gen \S*1 is ambiguous: write 1x for as many as the real set, 1.0 or 100% "
+                                         r"for all of gen_data, or '1 image' \(n=1\) for one image$"):
+        parse_gen(value, n_real=40, n_gen=120)
+    with pytest.raises(ParamError, match=r"^gen \S*1 is ambiguous: write 1x for as many as the real set, or '1 image'"):
+        parse_gen(value, n_real=40, n_gen=None)
+    assert parse_gen("1x", n_real=40, n_gen=120) == 40 and parse_gen("1.0", n_real=40, n_gen=120) == 120
+    assert parse_gen("1 image", n_real=40, n_gen=120) == 1 and parse_gen("n=1", n_real=40, n_gen=None) == 1
 
 
 @pytest.mark.parametrize("text, message", [
@@ -113,3 +133,21 @@ def test_the_cli_names_its_options(galaug_plugins, make_dataset, tmp_path):
     assert_user_error(galaug_plugins.invoke("split", real.path, "--val", "7"), "--val asks for 7 of 6 samples")
     assert_user_error(galaug_plugins.invoke("split", real.path, "--val", "6"), "--val 6 leaves an empty split of 6")
     assert not list(tmp_path.glob("m.zarr*"))
+
+
+def test_the_cli_refuses_a_bare_one_and_takes_the_whole_set_or_one_image(galaug_plugins, make_dataset, tmp_path):
+    real, gen = make_dataset(6, name="real.zarr"), make_dataset(6, name="gen.zarr", seed=1)
+    mix = ("mix", tmp_path / "m.zarr", "--real-data", real.path)
+    assert_user_error(galaug_plugins.invoke(*mix, "--real", "1"),
+                      "--real 1 is ambiguous: write 1.0 or 100% for the whole set, or '1 image' (n=1) for one image")
+    assert_user_error(galaug_plugins.invoke(*mix, "--gen-data", gen.path, "--gen", "1"),
+                      "--gen 1 is ambiguous: write 1x for as many as the real set, 1.0 or 100% for all of "
+                      "--gen-data, or '1 image' (n=1) for one image")
+    assert_user_error(galaug_plugins.invoke("split", real.path, "--val", "1"), "--val 1 is ambiguous")
+    assert not list(tmp_path.glob("m.zarr*")) and not list(tmp_path.glob("real-*"))
+    for real_share, gen_share, counts in [("1.0", None, (6, 0)), ("100%", "1 image", (6, 1)),
+                                          ("1 image", "n=1", (1, 1)), ("n=1", "1x", (1, 6))]:
+        extra = ("--gen-data", gen.path, "--gen", gen_share) if gen_share else ()
+        result = galaug_plugins.invoke(*mix, "--real", real_share, *extra, "--overwrite")
+        assert result.exit_code == 0, result.output
+        assert galaug.open_dataset(tmp_path / "m.zarr").origin_counts() == {"real": counts[0], "generated": counts[1]}

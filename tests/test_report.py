@@ -106,3 +106,83 @@ def test_markdown_tables_and_paragraphs():
     h = markdown_to_html("Some <b>text</b>\nwraps.\n\n| a | b |\n|:--|--:|\n| 1 | 2 |\n")
     assert h == ("<p>Some &lt;b&gt;text&lt;/b&gt; wraps.</p>\n"
                  "<table><tr><th>a</th><th>b</th></tr><tr><td>1</td><td>2</td></tr></table>")
+
+
+class Sentences(HTMLParser):
+    """The sentences of a page's running text: paragraphs, captions, warnings (not tables, headings or styles)."""
+
+    SKIPPED = {"td", "th", "style", "title", "h1", "h2"}
+
+    def __init__(self):
+        super().__init__()
+        self.open, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in ("img", "meta"):
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in self.open:
+            del self.open[len(self.open) - 1 - self.open[::-1].index(tag):]
+
+    def handle_data(self, data):
+        if not self.SKIPPED & set(self.open):
+            self.text.append(data)
+
+    def sentences(self) -> list[str]:
+        import re
+
+        parts = (re.split(r"(?<=[.!?])\s+", " ".join(node.split())) for node in self.text)  # a node a block
+        return [s for part in parts for s in part if len(s.split()) >= 4]
+
+
+def test_a_report_says_each_sentence_once(galaug_plugins, study):
+    import shutil
+    from collections import Counter
+
+    for copy in ("latent-2", "latent-3"):  # the same analysis three times: the same captions
+        shutil.copytree(study / "latent", study / copy)
+    (study / "experiment" / "results.json").write_text(json.dumps({"rows": [
+        {"arm": "100% real", "test_set": "nominal", "metric": "mse", "value": 30.0},
+        {"arm": "100% real", "test_set": "nominal", "metric": "input_mse", "value": 10.0}]}))
+    run = study / "run"
+    run.mkdir()
+    (run / "metrics-val.json").write_text(json.dumps({"task": "denoise", "run": "run", "data": "val.zarr", "metrics": {
+        "summary": {"nominal": {"mse": 40.0, "input_mse": 10.0}}}}))
+    (study / "report.toml").write_text((study / "report.toml").read_text() + "".join(
+        f'\n[[section]]\ntitle = "Again {k}"\nanalysis = "{copy}"\n' for k, copy in enumerate(("latent-2", "latent-3")))
+        + '\n[[section]]\ntitle = "A run"\nrun = "run"\n')
+    out = study / "report.html"
+    result = galaug_plugins.invoke("report", str(study / "report.toml"), str(out))
+    assert result.exit_code == 0, result.output
+    page = Sentences()
+    page.feed(out.read_text())
+    said = Counter(page.sentences())
+    assert said and said.most_common(1)[0][1] == 1, [s for s, n in said.items() if n > 1]
+    text = out.read_text()
+    assert text.count("Fitted n against the projection.") == 1 and "as figure" in text  # later copies point back
+    assert text.count('class="warning"') == 3 and text.count("check the training data") == 1
+
+
+def test_a_run_table_writes_each_metric_in_one_format(galaug_plugins, tmp_path):
+    from test_figures import one_format
+
+    run = tmp_path / "run"
+    run.mkdir()
+    summary = {"nominal": {"mse": 5807.31, "input_mse": 16180.2, "ssim": 0.91234, "input_ssim": 0.45,
+                           "baselines": {"tv": {"mse": 9000.5, "ssim": 0.8}}},
+               "noise5x": {"mse": 120.5, "input_mse": 98000.25, "ssim": 0.5, "input_ssim": 0.1,
+                           "baselines": {"tv": {"mse": 45000.0, "ssim": 0.3}}}}
+    (run / "metrics-val.json").write_text(json.dumps({"task": "denoise", "run": "run", "data": "val.zarr",
+                                                      "metrics": {"summary": summary}}))
+    (tmp_path / "report.toml").write_text('[[section]]\ntitle = "A run"\nrun = "run"\n')
+    result = galaug_plugins.invoke("report", str(tmp_path / "report.toml"), str(tmp_path / "report.html"))
+    assert result.exit_code == 0, result.output
+    page = Page()
+    page.feed((tmp_path / "report.html").read_text())
+    cells = page.cells[5:]  # test set, metric, model, input, tv
+    rows = [cells[i:i + 5] for i in range(0, len(cells), 5)]
+    by_metric = {m: [c for r in rows if r[1] == m for c in r[2:]] for m in ("mse", "ssim")}
+    assert len(by_metric["mse"]) == len(by_metric["ssim"]) == 6
+    assert all(one_format(*cells) for cells in by_metric.values()), by_metric  # not 9.8e+04 beside 5807
+    assert float(by_metric["mse"][1]) == pytest.approx(16180, abs=1) and "0.9123" in by_metric["ssim"]

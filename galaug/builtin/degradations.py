@@ -8,13 +8,13 @@ from galaug.hookspecs import hookimpl
 
 #: (import path, name, summary) of every built-in degradation.
 DEGRADATIONS = (
-    ("galaug.degrade.psf:GaussianPSF", "psf-gaussian", "Gaussian PSF: sigma or fwhm in pixels, per band allowed"),
-    ("galaug.degrade.psf:MoffatPSF", "psf-moffat", "Moffat PSF: beta and fwhm in pixels, per band allowed"),
+    ("galaug.degrade.psf:GaussianPSF", "psf-gaussian", "Gaussian PSF: sigma or fwhm in pixels or arcsec, per band allowed"),
+    ("galaug.degrade.psf:MoffatPSF", "psf-moffat", "Moffat PSF: beta, and fwhm in pixels or arcsec, per band allowed"),
     ("galaug.degrade.psf:KernelPSF", "psf-kernel", "PSF kernel from a FITS file, 2-d or one plane per band"),
-    ("galaug.degrade.noise:GaussianNoise", "noise-gaussian", "Gaussian noise of std (image units), per band allowed"),
-    ("galaug.degrade.noise:PoissonNoise", "noise-poisson", "Poisson noise: Poisson(x * gain) / gain"),
-    ("galaug.degrade.noise:CCDNoise", "noise-ccd", "CCD noise as GalSim: sky_level ADU, gain e-/ADU, read_noise e-"),
-    ("galaug.degrade.resample:Resample", "resample", "Coarser pixels by area (scale = new/old), flux conserved"),
+    ("galaug.degrade.noise:GaussianNoise", "noise-gaussian", "Gaussian noise of std (the data's flux unit), per band allowed"),
+    ("galaug.degrade.noise:PoissonNoise", "noise-poisson", "Poisson noise: Poisson(x * gain) / gain, gain in counts per data unit"),
+    ("galaug.degrade.noise:CCDNoise", "noise-ccd", "CCD noise as GalSim: gain (required) e- per data unit, sky_level data units, read_noise e-"),
+    ("galaug.degrade.resample:Resample", "resample", "Coarser pixels by area (scale: new pixel in old pixels or arcsec), flux conserved"),
 )
 
 

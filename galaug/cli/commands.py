@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import click
-import numpy as np
 
 from galaug import faults
 from galaug.cli.options import codec_option, config_options, deprecated_alias, option_names, overwrite_option, seed_option
@@ -32,7 +31,7 @@ def plugins_cmd(check: bool, as_json: bool) -> None:
     not imported unless --check is given. Degradations are named as
     pipeline specs write them (psf:gaussian).
     """
-    from galaug.degrade.pipeline import spec_name
+    from galaug.registry import spec_name
 
     manager = _manager()
     if check:
@@ -102,8 +101,8 @@ def config_cmd(kind: str, name: str, preset: str | None, config_file: str | None
 
 def _degradation_name(manager, name: str) -> str:
     """The registered name of a degradation written as in a pipeline spec (``psf:gaussian``) or as registered."""
-    from galaug.degrade.pipeline import spec_name
     from galaug.errors import PluginError
+    from galaug.registry import spec_name
 
     registered = name.replace(":", "-")
     try:
@@ -162,6 +161,12 @@ def info_cmd(dataset: str, as_json: bool) -> None:
     ]
     if ds.clean_shape:
         lines.append(("clean", "paired undegraded images, " + " x ".join(map(str, ds.clean_shape))))
+    maps = [m for m, has in (("ivar (inverse variance)", ds.has_ivar), ("mask (bit flags)", ds.has_mask)) if has]
+    lines.append(("maps", f"{' and '.join(maps)} of all {s['n']} images" if maps else "-"))
+    o = s["objects"]
+    lines.append(("identity", "-" if o is None else f"{o['coordinates']} of {s['n']} images with coordinates "
+                              f"(RA/Dec), {o['ids']} with an object id, {o['wcs']} with a WCS, {o['sources']} "
+                              "with a source file"))
     for k, v in lines:
         click.echo(f"{k:<12} {v}")
     click.echo("provenance")
@@ -263,6 +268,8 @@ def show_cmd(dataset: str, output: str, count: int, bands: str | None, origin: s
     origin (real, generated) gets its own stretch, from robust percentiles
     of its own images, so that one set's outliers cannot blacken the other.
     """
+    import numpy as np
+
     from galaug.data import open_dataset
     from galaug.data.writer import check_output
     from galaug.files import atomic_path
@@ -301,6 +308,8 @@ def _origins(ds, rows: np.ndarray) -> np.ndarray:
 
 def _choose_rows(ds, count: int, origin: str, random_: bool, seed: int) -> np.ndarray:
     """Rows to show: the first ``count`` (or a seeded random choice) of the wanted origin."""
+    import numpy as np
+
     if origin == "all":
         candidates = np.arange(len(ds))
     else:
@@ -388,6 +397,8 @@ def _dataset_ids(paths) -> list[str]:
 
 
 def _json_default(o):
+    import numpy as np
+
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):

@@ -13,7 +13,10 @@ __all__ = ["degrade_cmd"]
 @click.argument("input")
 @click.argument("output")
 @click.option("--degrade", "spec", default=None, metavar="SPEC",
-              help='Degradations in order, e.g. "psf:gaussian(sigma=2)|noise:gaussian(std=4)" (required).')
+              help='Degradations in order, e.g. "psf:gaussian(fwhm=0.8arcsec)|noise:ccd(gain=2, sky_level=100)" '
+                   "(required). Lengths in pixels, or with an angle unit (arcsec) converted with INPUT's pixel "
+                   "scale; noise levels in INPUT's flux unit, noise:ccd's gain (required) in electrons per that "
+                   "unit.")
 @deprecated_alias("--pipeline", "--degrade", dest="spec", required=True, metavar="SPEC")
 @seed_option(help="Seed of every random draw (recorded in the provenance).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,

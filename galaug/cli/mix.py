@@ -12,7 +12,9 @@ __all__ = ["mix_cmd"]
 @click.command("mix")
 @click.argument("output")
 @click.option("--real-data", required=True, help="The real (training) dataset.")
-@click.option("--real", default=None, help="Real share: a fraction (0.1), a percentage (10%) or a count [default: all].")
+@click.option("--real", default=None,
+              help="Real share: a fraction (0.1; all: 1.0), a percentage (10%) or a count (500, '1 image') "
+                   "[default: all]. A bare 1 is refused.")
 @click.option("--gen-data", default=None, help="A generated dataset (galaug generate).")
 @click.option("--generator", default=None, metavar="RUN", help="Generate the images needed with this run instead.")
 @click.option("--gen", default=None,

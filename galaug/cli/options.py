@@ -199,7 +199,8 @@ def option_names() -> Iterator[None]:
     Library functions name their parameters (``gen must be ...``); within
     this block the error names the options that set them instead
     (``--gen must be ...``): each parameter is written as the longest flag
-    of the command's option of that name, or as it is when there is none.
+    of the command's option of that name (``format`` is the option named
+    ``format_``), or as it is when there is none.
     """
     from galaug.errors import GalaugError, ParamError
 
@@ -207,5 +208,5 @@ def option_names() -> Iterator[None]:
         yield
     except ParamError as exc:
         params = click.get_current_context().command.params
-        flags = {p.name: max(p.opts, key=len) for p in params if isinstance(p, click.Option) and p.opts}
+        flags = {p.name.rstrip("_"): max(p.opts, key=len) for p in params if isinstance(p, click.Option) and p.opts}
         raise GalaugError(exc.spelled(lambda name: flags.get(name, name))) from None

@@ -48,16 +48,22 @@ def task_train_cmd(name: str, data: str, degrade: str | None, run_dir: str, resu
 @click.option("--allow-domain-shift", is_flag=True,
               help="Evaluate data in another flux unit, or on a flux scale more than 10x apart, than the run's "
                    "training data (recorded in the metrics file).")
+@click.option("--baselines", default=None, metavar="NAMES",
+              help="Classical baselines scored beside the model, tuned on the run's training data: "
+                   "comma-separated names (denoise: gaussian,wiener,tv,nlmeans,wavelet), all or none "
+                   "[default: the task's choice; denoise: all but nlmeans].")
 @device_option
 @seed_option(help="Seed of the evaluation degradation's draws (recorded in the metrics file).")
 @overwrite_option
 def task_eval_cmd(name: str, run: str, data: str, degrade: str | None, output: str | None, allow_domain_shift: bool,
-                  device: str, seed: int, overwrite: bool) -> None:
+                  baselines: str | None, device: str, seed: int, overwrite: bool) -> None:
     """Evaluate the run RUN of task NAME on dataset DATA; write the metrics and print a summary.
 
     The metrics go to OUT, by default RUN/metrics-DATA.json. DATA in another
     flux unit than the run's training data, or with a per-band flux scale
     (median peak) more than 10x apart, is refused unless --allow-domain-shift.
+    A task with classical baselines (denoise) scores them on the same inputs;
+    --baselines chooses which.
     """
     from galaug.devices import device_name
     from galaug.runs import Run, evaluate_run
@@ -67,6 +73,6 @@ def task_eval_cmd(name: str, run: str, data: str, degrade: str | None, output: s
     with option_names():  # "allow_domain_shift uses it anyway" as "--allow-domain-shift ..."
         metrics, out = evaluate_run(trained, data, degrade=degrade, out=output, device=device_name(device),
                                     seed=seed, overwrite=overwrite, allow_domain_shift=allow_domain_shift,
-                                    manager=manager)
+                                    baselines=baselines, manager=manager)
     click.echo(json.dumps(metrics.get("summary", metrics), indent=2))
     click.echo(f"wrote {out}")

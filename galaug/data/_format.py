@@ -16,11 +16,13 @@ SUPPORTED_VERSIONS = (1, 2)
 ATTR = "galaug"
 ORIGIN_NAMES = ("real", "generated")
 REQUIRED = ("images", "origin", "index")
-OPTIONAL = ("params", "latents", "z", "clean", "clean_rows")
+#: The columns of the ``objects`` table, stored as ``objects/<column>`` (see :mod:`galaug.data.objects`).
+OBJECT_MEMBERS = tuple(f"objects/{c}" for c in ("id", "source", "hdu", "ra", "dec", "wcs", "frame"))
+OPTIONAL = ("params", "latents", "z", "clean", "clean_rows", "ivar", "mask") + OBJECT_MEMBERS
 #: Members whose rows are images: chunked in the rows of ``images``; the others in many more (SMALL_CHUNK_BYTES).
-IMAGE_MEMBERS = ("images", "clean")
-#: Per-row members a copy of some rows carries besides images, origin and index.
-PER_ROW = ("params", "latents", "z", "clean", "clean_rows")
+IMAGE_MEMBERS = ("images", "clean", "ivar", "mask")
+#: Per-row fields a copy of some rows carries besides images, origin and index (``objects``: the table's columns).
+PER_ROW = ("params", "latents", "z", "clean", "clean_rows", "ivar", "mask", "objects")
 DTYPES = {
     "images": "float32",
     "origin": "uint8",
@@ -30,6 +32,15 @@ DTYPES = {
     "z": "float32",
     "clean": "float32",
     "clean_rows": "int64",
+    "ivar": "float32",
+    "mask": "uint16",
+    "objects/id": "uint8",
+    "objects/source": "int32",
+    "objects/hdu": "int32",
+    "objects/ra": "float64",
+    "objects/dec": "float64",
+    "objects/wcs": "float64",
+    "objects/frame": "int32",
 }
 DEFAULT_CHUNK_BYTES = 2 * 2**20
 #: Target size of a chunk of a small member (origin, index, params, ...): one file for many chunks of images.

@@ -11,6 +11,7 @@ import numpy as np
 import zarr
 
 from galaug.data import _format as fmt
+from galaug.data import objects as obj
 from galaug.errors import DatasetError, describe, short
 
 __all__ = ["Dataset", "open_dataset"]
@@ -41,6 +42,13 @@ class Dataset:
     clean_shape : tuple of int or None
         ``(C, H, W)`` of the ``clean`` member (the undegraded images paired
         with ``images`` by ``galaug degrade``), or None.
+    has_ivar, has_mask : bool
+        Whether rows carry ``ivar`` (inverse variance, float32, 0 where
+        unknown) and ``mask`` (uint16 bit flags, nonzero = bad), shaped like
+        the images.
+    has_objects : bool
+        Whether rows carry the ``objects`` table (:mod:`galaug.data.objects`):
+        source file, HDU, object id, RA/Dec and WCS of each image.
     provenance : list of dict
         One entry per step, oldest first; the last one wrote this dataset.
     chunk_rows : int
@@ -75,6 +83,10 @@ class Dataset:
         self.z_dim: int | None = meta.get("z_dim")
         clean = meta.get("clean_shape")
         self.clean_shape: tuple[int, int, int] | None = tuple(clean) if clean else None  # type: ignore[assignment]
+        self.has_ivar: bool = "ivar" in self._arrays
+        self.has_mask: bool = "mask" in self._arrays
+        self.has_objects: bool = "objects/id" in self._arrays
+        self._object_tables: obj.ObjectTables | None = None
         self.provenance: list[dict[str, Any]] = list(meta.get("provenance", []))
         self._n = int(images.shape[0])
         #: Every chunk of every member is stored (written by this galaug), so a missing chunk file is damage.
@@ -88,14 +100,29 @@ class Dataset:
 
     @property
     def fields(self) -> tuple[str, ...]:
-        """The members to read: images, origin, index, and params, latents, z, clean when present
-        (``clean`` also when it is stored by reference)."""
-        return tuple("clean" if f == "clean_rows" else f for f in self._arrays)
+        """The members to read: images, origin, index, and params, latents, z, clean, ivar, mask, objects when
+        present (``clean`` also when it is stored by reference; ``objects`` for the table's columns)."""
+        return tuple(dict.fromkeys("clean" if f == "clean_rows" else f for f in self.stored_fields))
 
     @property
     def stored_fields(self) -> tuple[str, ...]:
-        """The members stored here, as a copy of rows carries them: ``clean_rows`` for a referenced ``clean``."""
-        return tuple(self._arrays)
+        """The members stored here, as a copy of rows carries them: ``clean_rows`` for a referenced ``clean``,
+        ``objects`` for the columns of the objects table."""
+        return tuple(dict.fromkeys("objects" if f.startswith("objects/") else f for f in self._arrays))
+
+    @property
+    def object_tables(self) -> obj.ObjectTables | None:
+        """The tables the ``objects`` rows index (source files, HDUs, WCS frames); None without objects."""
+        if not self.has_objects:
+            return None
+        if self._object_tables is None:
+            attrs = self.meta["objects"]
+            try:
+                sources = obj.decode_names(self._group["objects/sources"][...])
+            except Exception as exc:  # a damaged chunk: zarr and the codecs raise several types
+                raise DatasetError(f"{self.path}: member 'objects/sources' cannot be read ({describe(exc)})") from None
+            self._object_tables = obj.ObjectTables(sources, attrs["hdus"], attrs["frames"])
+        return self._object_tables
 
     def array(self, name: str) -> zarr.Array:
         """The Zarr array of member ``name`` (stored here, see :attr:`stored_fields`)."""
@@ -119,6 +146,10 @@ class Dataset:
         for f in fields or self.fields:
             if f == "clean" and self._clean_source is not None:
                 out[f] = self._read_referenced(self.read(start, stop, fields=("clean_rows",))["clean_rows"])
+                continue
+            if f == "objects" and self.has_objects:
+                columns = self.read(start, stop, fields=[f"objects/{c}" for c in obj.COLUMNS])
+                out[f] = obj.from_columns({name.split("/", 1)[1]: v for name, v in columns.items()})
                 continue
             arr = self.array(f)
             if stop > start:
@@ -202,6 +233,16 @@ class Dataset:
             counts += np.bincount(block["origin"], minlength=len(self.origin_names))[: len(counts)]
         return {name: int(c) for name, c in zip(self.origin_names, counts)}
 
+    def object_counts(self) -> dict[str, int] | None:
+        """How many images have an id, coordinates (RA/Dec), a WCS and a source file; None without objects."""
+        if not self.has_objects:
+            return None
+        total = dict.fromkeys(("ids", "coordinates", "wcs", "sources"), 0)
+        for _, block in self.iter_blocks(rows=max(self.chunk_rows, 65536), fields=("objects",)):
+            for k, v in obj.counts(block["objects"]).items():
+                total[k] += v
+        return total
+
     def summary(self) -> dict[str, Any]:
         """What ``galaug info`` shows, as a JSON-serialisable dict; every chunk file is checked first."""
         self.verify_chunks()
@@ -219,6 +260,9 @@ class Dataset:
             "z_dim": self.z_dim,
             "clean_shape": list(self.clean_shape) if self.clean_shape else None,
             "clean_ref": self.clean_ref,
+            "ivar": self.has_ivar,
+            "mask": self.has_mask,
+            "objects": self.object_counts(),
             "chunk_rows": self.chunk_rows,
             "provenance": self.provenance,
         }
@@ -228,6 +272,10 @@ def _declared(meta: dict[str, Any], member: str) -> bool:
     """Whether the attributes declare optional ``member`` (its names or width)."""
     if member in ("clean", "clean_rows"):
         return bool(meta.get("clean_shape")) and bool(meta.get("clean_ref")) == (member == "clean_rows")
+    if member in ("ivar", "mask"):
+        return meta.get(member) is True
+    if member.startswith("objects/"):
+        return bool(meta.get("objects"))
     key = {"params": "params", "latents": "latent_dim", "z": "z_dim"}[member]
     return bool(meta.get(key))
 
@@ -313,6 +361,15 @@ def _check_attributes(path: Path, meta: dict[str, Any]) -> None:
                                                             for k in ("path", "absolute", "id", "member"))
                                 and ref["member"] in fmt.IMAGE_MEMBERS and meta.get("clean_shape")):
         raise bad("clean_ref", '{"path", "absolute", "id", "member"} with clean_shape set, or null')
+    for key in ("ivar", "mask"):
+        if meta.get(key) not in (None, True, False):
+            raise bad(key, "true, or absent")
+    objects = meta.get("objects")
+    if objects is not None and not (isinstance(objects, dict) and _is_names(objects.get("hdus"))
+                                    and isinstance(objects.get("frames"), list)
+                                    and all(isinstance(f, dict) and all(k in f for k in obj.FRAME_KEYS)
+                                            for f in objects["frames"])):
+        raise bad("objects", '{"hdus": [...], "frames": [{CTYPE1, ...}]}, or absent')
     if "provenance" in meta and not (isinstance(meta["provenance"], list)
                                      and all(isinstance(e, dict) for e in meta["provenance"])):
         raise bad("provenance", "a list of steps")
@@ -338,6 +395,9 @@ def _check_consolidated(path: Path, meta_json: dict[str, Any]) -> None:
             raise _fail(path, f"member {name!r} is damaged: {name}/zarr.json is missing") from None
         except (OSError, ValueError) as exc:
             raise _fail(path, f"member {name!r} is damaged: {name}/zarr.json is unreadable ({describe(exc)})") from None
+        if isinstance(expected, dict) and expected.get("node_type") == "group":
+            # a subgroup (objects/): the root's copy nests its members' metadata, its own zarr.json does not
+            expected = {k: v for k, v in expected.items() if k != "consolidated_metadata"}
         if actual != expected:
             keys = sorted(k for k in set(actual) | set(expected) if actual.get(k) != expected.get(k)) \
                 if isinstance(actual, dict) and isinstance(expected, dict) else []
@@ -466,4 +526,20 @@ def open_dataset(path: str | Path) -> Dataset:
             check("clean", (n, *clean_shape))
     elif present("clean"):
         raise _fail(path, "member 'clean' exists but attribute clean_shape is missing")
+    for name in ("ivar", "mask"):
+        if meta.get(name):
+            check(name, (n, c, h, w))
+        elif present(name):
+            raise _fail(path, f"member {name!r} exists but attribute {name} is missing")
+    if meta.get("objects"):
+        for column, (_, tail) in obj.COLUMNS.items():
+            check(f"objects/{column}", (n, *tail))
+        sources = _member(path, group, "objects/sources")
+        if sources is None:
+            raise _fail(path, "missing member 'objects/sources'")
+        if str(sources.dtype) != "uint8" or sources.ndim != 2:
+            raise _fail(path, f"member 'objects/sources' has dtype {sources.dtype} and shape {sources.shape}, "
+                              "expected uint8 (S, W)")
+    elif present("objects/id"):
+        raise _fail(path, "member 'objects/id' exists but attribute objects is missing")
     return Dataset(path, group, meta)

@@ -11,6 +11,7 @@ import numpy as np
 from galaug import faults
 from galaug.progress import progress
 from galaug.data import _format as fmt
+from galaug.data import objects as obj
 from galaug.data.dataset import Dataset, open_dataset
 from galaug.data.provenance import make_entry
 from galaug.data.writer import DatasetWriter, check_output, commit_path, like, temporary_sibling
@@ -96,7 +97,11 @@ def export_fits(path: str | Path, out_dir: str | Path, *, limit: int | None = No
 
     Each file holds the (C, H, W) cube in its primary HDU, with the band
     names, pixel scale, flux unit, origin, index, parameters and the
-    dataset's provenance in the header. The folder appears only when complete.
+    dataset's provenance in the header; where the dataset has them, the
+    image's WCS (``CD`` matrix, the same for every plane), object id
+    (``OBJID``), RA/Dec (``RA_OBJ``, ``DEC_OBJ``), source file and HDU
+    (``GLSOURCE``, ``GLHDU``), and its inverse variance and mask as the
+    image extensions ``IVAR`` and ``MASK``. The folder appears only when complete.
     """
     from astropy.io import fits
 
@@ -128,7 +133,9 @@ def export_fits(path: str | Path, out_dir: str | Path, *, limit: int | None = No
         except (ValueError, fits.VerifyError) as exc:
             raise GalaugError(f"{src.path}: its band or parameter names cannot be written to a FITS header "
                               f"({str(exc).splitlines()[0]})") from None
-        for start, block in src.iter_blocks():
+        tables = src.object_tables
+        fields = [f for f in ("images", "origin", "index", "params", "ivar", "mask", "objects") if f in src.fields]
+        for start, block in src.iter_blocks(fields=fields):
             for k in range(min(len(block["images"]), n - start)):
                 row = start + k
                 hdr = common.copy()
@@ -142,9 +149,17 @@ def export_fits(path: str | Path, out_dir: str | Path, *, limit: int | None = No
                 if "params" in block:
                     for name, value in zip(src.param_names, block["params"][k]):
                         hdr[f"HIERARCH GALAUG PARAM {name}"] = float(value)
+                if "objects" in block:
+                    _identity_cards(hdr, block["objects"][k], tables)
                 for line in history:
                     hdr.add_history(line)
-                fits.PrimaryHDU(data=block["images"][k], header=hdr).writeto(tmp / f"{row:07d}.fits")
+                hdus = [fits.PrimaryHDU(data=block["images"][k], header=hdr)]
+                for kind, name, what in (("ivar", "IVAR", "inverse variance of the primary cube, 0 where unknown"),
+                                         ("mask", "MASK", "bit flags of the primary cube, nonzero = bad")):
+                    if kind in block:
+                        hdus.append(fits.ImageHDU(block[kind][k], name=name))
+                        hdus[-1].header["COMMENT"] = what
+                fits.HDUList(hdus).writeto(tmp / f"{row:07d}.fits")
                 faults.point("export.file")
             bar.update(min(len(block["images"]), n - start))
             if start + len(block["images"]) >= n:
@@ -155,3 +170,26 @@ def export_fits(path: str | Path, out_dir: str | Path, *, limit: int | None = No
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return n
+
+
+def _identity_cards(hdr, row, tables: obj.ObjectTables) -> None:
+    """Who the image is, into its header: WCS, OBJID, RA_OBJ/DEC_OBJ, GLSOURCE, GLHDU (those it has)."""
+    cards = obj.wcs_cards(row, tables)
+    for key, value, comment in cards:
+        hdr[key] = (value, comment)
+    if cards:  # the cube's third axis, the planes (bands), as a linear axis of step 1
+        hdr["CD3_3"] = (1.0, "axis 3: the planes (bands)")
+    if row["id"]:
+        hdr["OBJID"] = (_header_text(row["id"].decode("utf-8", errors="replace")), "object id")
+    if np.isfinite(row["ra"]) and np.isfinite(row["dec"]):
+        hdr["RA_OBJ"] = (float(row["ra"]), "[deg] right ascension of the object")
+        hdr["DEC_OBJ"] = (float(row["dec"]), "[deg] declination of the object")
+    if row["source"] >= 0:
+        hdr["GLSOURCE"] = (_header_text(tables.sources[row["source"]]), "file the image was read from")
+    if row["hdu"] >= 0:
+        hdr["GLHDU"] = (_header_text(tables.hdus[row["hdu"]]), "HDU or member of that file")
+
+
+def _header_text(text: str) -> str:
+    """``text`` as a FITS header value holds it: printable ASCII as it is, anything else escaped (\\u00e9)."""
+    return text if text.isascii() and text.isprintable() else text.encode("unicode_escape").decode("ascii")

@@ -20,6 +20,7 @@ from zarr.codecs import ZstdCodec
 
 from galaug import faults
 from galaug.data import _format as fmt
+from galaug.data import objects as obj
 from galaug.data.dataset import Dataset, open_dataset
 from galaug.errors import DatasetError
 from galaug.files import dead_writer
@@ -210,6 +211,14 @@ class DatasetWriter:
         ``{"path", "id", "member"}`` (see :attr:`Dataset.clean_ref`); rows
         are then given as ``clean_rows`` (the row of each sample's clean
         image there). Needs ``clean_size``.
+    ivar, mask : bool
+        Whether rows carry an inverse variance (float32) and a mask of bit
+        flags (uint16, nonzero = bad), both shaped like the images.
+    objects : ObjectTables, optional
+        Rows carry an ``objects`` table (:mod:`galaug.data.objects`): who
+        each image is. The tables its rows index (source files, HDUs, WCS
+        frames) are written on :meth:`close`, so they may grow while rows
+        are appended.
     n : int, optional
         Number of rows, when known: every array is sized once, up front,
         and :meth:`close` checks that exactly ``n`` rows came.
@@ -227,7 +236,8 @@ class DatasetWriter:
                  pixel_scale: Any = None, flux_unit: str | None = None,
                  param_names: Sequence[str] | None = None, param_units: Sequence[str] | None = None,
                  latent_dim: int | None = None, z_dim: int | None = None, clean_size: int | Sequence[int] | None = None,
-                 clean_ref: dict[str, Any] | None = None,
+                 clean_ref: dict[str, Any] | None = None, ivar: bool = False, mask: bool = False,
+                 objects: obj.ObjectTables | None = None,
                  origin_names: Sequence[str] = fmt.ORIGIN_NAMES, n: int | None = None, codec: str | None = None,
                  overwrite: bool = False, chunk_bytes: int = fmt.DEFAULT_CHUNK_BYTES,
                  _small_chunks: bool = True) -> None:
@@ -280,6 +290,12 @@ class DatasetWriter:
             self._meta["clean_shape"] = [len(self.bands), int(ch), int(cw)]
         if clean_ref is not None:
             self._meta["clean_ref"] = fmt.clean_ref_attr(clean_ref, self.path)
+        if ivar:
+            self._meta["ivar"] = True
+        if mask:
+            self._meta["mask"] = True
+        #: The tables the ``objects`` rows index, written on close (None: no objects table).
+        self.objects = objects
         self.chunk_rows = fmt.chunk_rows(4 * int(np.prod(self.image_shape)), chunk_bytes)
         self.expected = None if n is None else int(n)
         self.first = 0  # row of the first one this writer appends (a shard's lo)
@@ -303,6 +319,13 @@ class DatasetWriter:
                 tail["clean"] = tuple(self._meta["clean_shape"])
             else:
                 tail["clean_rows"] = ()
+        if ivar:
+            tail["ivar"] = self.image_shape
+        if mask:
+            tail["mask"] = self.image_shape
+        if objects is not None:
+            tail.update({f"objects/{c}": shape for c, (_, shape) in obj.COLUMNS.items()})
+            self._group.create_group("objects")
         length = self.expected or 0
         self._members: dict[str, _Member] = {}
         with self._disk_errors():
@@ -319,11 +342,20 @@ class DatasetWriter:
                 self._members[name] = _Member(array)
 
     # -- writing ---------------------------------------------------------------
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The per-row fields :meth:`append` takes (``objects`` for the columns of the objects table)."""
+        return tuple(dict.fromkeys("objects" if m.startswith("objects/") else m for m in self._members))
+
     def append(self, images: np.ndarray, *, origin: int | np.ndarray = 0, index: np.ndarray | None = None,
                params: np.ndarray | None = None, latents: np.ndarray | None = None,
                z: np.ndarray | None = None, clean: np.ndarray | None = None,
-               clean_rows: np.ndarray | None = None) -> None:
-        """Append a batch of ``images`` of shape (B, C, H, W) with their per-sample fields."""
+               clean_rows: np.ndarray | None = None, ivar: np.ndarray | None = None,
+               mask: np.ndarray | None = None, objects: np.ndarray | None = None) -> None:
+        """Append a batch of ``images`` of shape (B, C, H, W) with their per-sample fields.
+
+        ``objects`` is a structured array of :data:`galaug.data.objects.ROW`.
+        """
         if self._closed:
             raise RuntimeError("writer is closed")
         images = np.asarray(images, dtype=np.float32)
@@ -338,13 +370,23 @@ class DatasetWriter:
         if index is None:
             index = np.arange(self.first + self.n, self.first + self.n + b)
         batch = {"images": images, "origin": origin_arr, "index": np.asarray(index, dtype=np.int64)}
+        fields = self.fields
         for name, value in (("params", params), ("latents", latents), ("z", z), ("clean", clean),
-                            ("clean_rows", clean_rows)):
-            if (value is None) != (name not in self._members):
-                if name in ("clean", "clean_rows") and "clean" not in self._members and "clean_rows" in self._members:
+                            ("clean_rows", clean_rows), ("ivar", ivar), ("mask", mask), ("objects", objects)):
+            if (value is None) != (name not in fields):
+                if name in ("clean", "clean_rows") and "clean" not in fields and "clean_rows" in fields:
                     raise ValueError("this dataset refers to its clean images: give clean_rows, not clean")
-                raise ValueError(f"this dataset {'needs' if name in self._members else 'has no'} {name}")
-            if value is not None:
+                raise ValueError(f"this dataset {'needs' if name in fields else 'has no'} {name}")
+            if value is None:
+                continue
+            if name == "objects":
+                value = np.asarray(value)
+                if value.dtype != obj.ROW or value.shape != (b,):
+                    raise ValueError(f"objects must be ({b},) rows of galaug.data.objects.ROW, "
+                                     f"got {value.dtype} of shape {value.shape}")
+                self._check_objects(value)
+                batch.update({f"objects/{c}": v for c, v in obj.to_columns(value).items()})
+            else:
                 batch[name] = np.asarray(value, dtype=fmt.DTYPES[name])
         for name, arr in batch.items():
             expected = (b, *self._members[name].array.shape[1:])
@@ -357,6 +399,27 @@ class DatasetWriter:
                 if name == "images" and member.written > chunks_before:
                     faults.point("dataset.chunk")
         self.n += b
+
+    def _check_objects(self, rows: np.ndarray) -> None:
+        """Every source, HDU and frame index of ``rows`` names a row of the tables (or is -1)."""
+        tables = self.objects
+        if tables is None:  # a shard: the creator's tables are not known here
+            return
+        for column, values in (("source", tables.sources), ("hdu", tables.hdus), ("frame", tables.frames)):
+            col = rows[column]
+            if col.size and (col.min() < -1 or col.max() >= len(values)):
+                raise ValueError(f"objects {column} index {int(col.max())} is not in the table of "
+                                 f"{len(values)} {column}s")
+
+    def _write_object_tables(self) -> None:
+        """The table of source names as the array ``objects/sources``; the HDUs and frames into the attributes."""
+        names = obj.encode_names(self.objects.sources)
+        rows = max(1, min(len(names), fmt.SMALL_CHUNK_BYTES // names.shape[1]))
+        array = self._group.create_array("objects/sources", shape=names.shape, chunks=(rows, names.shape[1]),
+                                         dtype="uint8", config={"write_empty_chunks": True},
+                                         **fmt.codec_arrays(self.codec))
+        array[...] = names
+        self._meta["objects"] = self.objects.attrs()
 
     def _grow(self, member: _Member, stop: int) -> None:
         """Make room for rows up to ``stop``: arrays of unknown length grow by doubling (one resize each time)."""
@@ -420,6 +483,8 @@ class DatasetWriter:
                 if not self.sharded:
                     self._finish()
                 self._meta["n"] = self.first + self.n
+                if self.objects is not None:
+                    self._write_object_tables()
                 self._group.update_attributes({fmt.ATTR: self._meta})
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
@@ -474,6 +539,9 @@ class ShardWriter(DatasetWriter):
             group = zarr.open_group(store=str(self.tmp), mode="r+", zarr_format=3)
             # every chunk stored, as the creator's arrays do (a runtime setting, not in the metadata)
             arrays = {name: arr.with_config({"write_empty_chunks": True}) for name, arr in group.arrays()}
+            if "objects" in group:  # the columns of the objects table (its tables are the creator's to write)
+                arrays.update({f"objects/{name}": arr.with_config({"write_empty_chunks": True})
+                               for name, arr in group["objects"].arrays()})
         except (OSError, ValueError, KeyError) as exc:
             raise DatasetError(f"{path}: cannot open the temporary {tmp} to write rows {lo}-{hi} ({exc})") from None
         self._members = {name: _Member(arr) for name, arr in arrays.items()}
@@ -482,6 +550,7 @@ class ShardWriter(DatasetWriter):
         if any(lo % m.rows for m in self._members.values()):
             raise ValueError(f"a shard must start at a chunk boundary, got row {lo}")
         self._meta = {"origin_names": [str(i) for i in range(n_origins)]}
+        self.objects = None  # the creator checks and writes the tables
         self.lo, self.hi = lo, hi
         self.first, self.n, self.expected = lo, 0, hi - lo
         self._closed = False
@@ -569,6 +638,9 @@ def like(dataset: Dataset) -> dict[str, Any]:
         "clean_size": dataset.clean_shape[1:] if dataset.clean_shape else None,
         "clean_ref": dataset.clean_ref,
         "origin_names": dataset.origin_names,
+        "ivar": dataset.has_ivar,
+        "mask": dataset.has_mask,
+        "objects": dataset.object_tables,
     }
 
 
@@ -578,7 +650,7 @@ def write_rows(writer: DatasetWriter, dataset: Dataset, rows: Iterable[int] | np
     ``index`` of the copies is their row in ``dataset``.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    fields = [f for f in dataset.stored_fields if f in writer._members]
+    fields = [f for f in dataset.stored_fields if f in writer.fields]
     for start, block in dataset.iter_blocks(fields=fields):
         stop = start + len(block["images"])
         lo, hi = np.searchsorted(rows, [start, stop])

@@ -7,7 +7,7 @@ from typing import Any
 
 from galaug.errors import ConfigError
 
-__all__ = ["check_number", "check_per_band", "per_band", "check_images"]
+__all__ = ["check_number", "check_per_band", "per_band", "in_pixels", "check_images"]
 
 
 #: the smallest and largest non-zero magnitudes a degradation parameter may have
@@ -50,12 +50,23 @@ def check_per_band(name: str, value: Any, *, minimum: float = 0.0, strict: bool 
 
 
 def per_band(name: str, value: float | tuple[float, ...], n_bands: int) -> list[float]:
-    """One value per band; a list whose length is not ``n_bands`` is a :class:`ConfigError`."""
+    """One value per band; a list whose length is not ``n_bands`` is a :class:`ConfigError`.
+
+    So is a length still given as an angle (``"0.8arcsec"``, see :mod:`galaug.degrade.units`).
+    """
     if isinstance(value, tuple):
         if len(value) != n_bands:
             raise ConfigError(f"{name} has {len(value)} values but the images have {n_bands} bands")
-        return list(value)
-    return [float(value)] * n_bands
+        return [in_pixels(name, v) for v in value]
+    return [in_pixels(name, value)] * n_bands
+
+
+def in_pixels(name: str, value: float | str) -> float:
+    """``value`` as a float; a :class:`ConfigError` for a length still given as an angle (``"0.8arcsec"``)."""
+    if isinstance(value, str):
+        raise ConfigError(f"{name}={value} is not in pixels: the pipeline needs the images' pixel scale "
+                          "(Pipeline.in_pixels(pixel_scale); galaug degrade uses the dataset's)")
+    return float(value)
 
 
 def check_images(images: Any) -> None:

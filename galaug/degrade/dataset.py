@@ -42,6 +42,8 @@ def degrade_dataset(src: str | Path | Dataset, out: str | Path, pipeline: str | 
         The new dataset; it appears only when complete.
     pipeline : str or Pipeline
         A spec such as ``"psf:gaussian(sigma=2)|noise:gaussian(std=4)"``.
+        Lengths given as angles (``fwhm=0.8arcsec``) are converted to pixels
+        with ``src``'s pixel scale (:meth:`Pipeline.in_pixels`).
     seed : int
         Seed of every random draw (recorded in the provenance).
     batch_size : int
@@ -72,8 +74,9 @@ def degrade_dataset(src: str | Path | Dataset, out: str | Path, pipeline: str | 
     Raises
     ------
     GalaugError
-        For a bad spec, a step that does not fit the images, a missing input,
-        an existing output or an unavailable device; nothing is written.
+        For a bad spec, a step that does not fit the images, an angle in the
+        spec when ``src``'s pixel scale is unknown, a missing input, an
+        existing output or an unavailable device; nothing is written.
     """
     import torch
 
@@ -82,6 +85,7 @@ def degrade_dataset(src: str | Path | Dataset, out: str | Path, pipeline: str | 
     if not isinstance(pipeline, Pipeline):
         pipeline = parse_pipeline(pipeline, registry=registry)
     source = src if isinstance(src, Dataset) else open_dataset(src)
+    given, pipeline = pipeline, pipeline.in_pixels(source.pixel_scale, of=str(source.path))
     out = check_output(out, overwrite=overwrite)
     dev = resolve_device(device)
     out_shape = pipeline.output_shape(source.image_shape)
@@ -96,13 +100,19 @@ def degrade_dataset(src: str | Path | Dataset, out: str | Path, pipeline: str | 
         "steps": pipeline.config_dict(),
         "pixel_scale_factor": factor,
         "device": dev.type,
+        "flux_unit": source.flux_unit,  # the unit of noise levels (std, sky_level) and of gains' denominators
     })
+    if pipeline.conversions:
+        entry["config"]["given"] = given.spec
+        entry["config"]["lengths"] = list(pipeline.conversions)
+    maps = _maps(pipeline, source, kwargs, entry)
     # the clean images: the input's clean member (stored or itself a reference), else its images
     kwargs["clean_ref"] = source.clean_ref or (
         {"path": str(source.path), "id": source.id, "member": "clean" if source.clean_shape else "images"})
     if copy_clean or Path(kwargs["clean_ref"]["path"]).resolve() == out.resolve():
         kwargs["clean_ref"] = None  # a copy travels alone (and replacing the input must not lose them)
-    fields = [f for f in source.fields if f in ("images", "origin", "params", "latents")]
+    fields = [f for f in source.fields if f in ("images", "origin", "params", "latents", "objects")]
+    fields += [f for f in ("ivar", "mask") if kwargs[f]]
     if kwargs["clean_ref"] is None:
         fields += ["clean"] if source.clean_shape else []
     elif source.clean_ref:
@@ -115,13 +125,63 @@ def degrade_dataset(src: str | Path | Dataset, out: str | Path, pipeline: str | 
             rows = np.arange(start, start + len(block["images"]))
             images = torch.from_numpy(block["images"]).to(dev)
             seeds = torch.from_numpy(derive_seeds(seed, rows)).to(dev)
-            degraded = pipeline.apply(images, seeds).cpu().numpy()
+            if kwargs["ivar"] or kwargs["mask"]:
+                degraded, carried = _apply_with_maps(pipeline, images, seeds, block, dev)
+            else:
+                degraded, carried = pipeline.apply(images, seeds).cpu().numpy(), {}
+            if "objects" in block:
+                carried["objects"] = _moved(block["objects"], maps["grid"])
             if kwargs["clean_ref"] is None:
                 clean = {"clean": block.get("clean", block["images"])}
             else:
                 clean = {"clean_rows": block.get("clean_rows", rows)}
-            writer.append(degraded, origin=block["origin"], index=rows, **clean,
+            writer.append(degraded, origin=block["origin"], index=rows, **clean, **carried,
                           **{k: block[k] for k in ("params", "latents") if k in block})
             bar.update(len(rows))
         bar.close()
     return open_dataset(out)
+
+
+def _maps(pipeline: Pipeline, source: Dataset, kwargs: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """What of ``source``'s ivar, mask and WCS passes through ``pipeline``: set on the writer's ``kwargs``,
+    and recorded (with a note for each that does not) in the provenance ``entry``."""
+    if not (source.has_ivar or source.has_mask or source.has_objects):
+        return {"grid": None}
+    carried = pipeline.carried(source.image_shape)
+    kwargs["ivar"] = source.has_ivar and carried["variance"]
+    kwargs["mask"] = source.has_mask and carried["mask"]
+    has = {"ivar": source.has_ivar, "mask": source.has_mask, "WCS": source.has_objects}
+    entry["notes"] = [n for n in carried["notes"] if has[n.split(" ", 1)[0]]]
+    entry["carried"] = {"ivar": kwargs["ivar"], "mask": kwargs["mask"],
+                        "wcs": None if not source.has_objects else carried["grid"] is not None}
+    return carried
+
+
+def _apply_with_maps(pipeline: Pipeline, images: Any, seeds: Any, block: dict[str, np.ndarray],
+                     dev: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The degraded images, and the ivar and mask of ``block`` carried through the pipeline."""
+    import torch
+
+    variance = mask = None
+    if "ivar" in block:
+        ivar = torch.from_numpy(block["ivar"]).to(dev, torch.float64)
+        variance = torch.where(ivar > 0, 1 / ivar, torch.inf)  # an ivar of 0: unknown, infinite variance
+    if "mask" in block:
+        mask = torch.from_numpy(block["mask"].astype(np.int32)).to(dev)
+    degraded, variance, mask = pipeline.apply_with_maps(images, seeds, variance=variance, mask=mask)
+    out = {}
+    if variance is not None:
+        out["ivar"] = (1 / variance).to(torch.float32).cpu().numpy()  # infinite variance: 0
+    if mask is not None:
+        out["mask"] = mask.cpu().numpy().astype(np.uint16)
+    return degraded.cpu().numpy(), out
+
+
+def _moved(rows: np.ndarray, grid: Any) -> np.ndarray:
+    """The objects ``rows`` with their WCS on the degraded images' grid (dropped when it is not known)."""
+    from galaug.data import objects as obj
+
+    rows = rows.copy()
+    if grid is None:
+        return obj.drop_wcs(rows)
+    return rows if grid == ((1.0, 0.0), (1.0, 0.0)) else obj.regrid(rows, grid)

@@ -23,7 +23,7 @@ import torch
 from galaug.degrade._common import check_images, check_number, check_per_band, per_band
 from galaug.kinds import Degradation
 
-__all__ = ["GaussianNoise", "PoissonNoise", "CCDNoise"]
+__all__ = ["CCD_GAIN", "GaussianNoise", "PoissonNoise", "CCDNoise"]
 
 
 def _generators(images: torch.Tensor, seeds: torch.Tensor) -> list[torch.Generator]:
@@ -100,7 +100,7 @@ def _times(value: float | tuple[float, ...], factor: float) -> float | tuple[flo
 
 @dataclasses.dataclass
 class GaussianNoiseConfig:
-    """Standard deviation of the noise in image units: one number or one per band."""
+    """Standard deviation of the noise in the images' flux unit (the dataset's): one number or one per band."""
 
     std: float | tuple[float, ...] | None = None
 
@@ -120,6 +120,11 @@ class GaussianNoise(Degradation):
         std = _band_column(per_band("std", self.config.std, images.shape[1]), images)
         return _standard_normal(images, _generators(images, seeds)).mul_(std).add_(images)
 
+    def propagate_variance(self, variance: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """The input's variance plus ``std**2``."""
+        std = _band_column(per_band("std", self.config.std, images.shape[1]), variance)
+        return variance + std * std
+
     def scaled(self, factor: float) -> GaussianNoise:
         """``std`` (each band's) times ``factor``."""
         factor = _check_factor(factor)
@@ -129,7 +134,7 @@ class GaussianNoise(Degradation):
 
 @dataclasses.dataclass
 class PoissonNoiseConfig:
-    """``gain``: electrons (counts) per image unit; one number or one per band."""
+    """``gain``: counts (electrons) per unit of the images' data; one number or one per band."""
 
     gain: float | tuple[float, ...] = 1.0
 
@@ -149,26 +154,39 @@ class PoissonNoise(Degradation):
         gain = _band_column(per_band("gain", self.config.gain, images.shape[1]), images)
         return _poisson(images.clamp(min=0) * gain, _generators(images, seeds)).div_(gain)
 
+    def propagate_variance(self, variance: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """The input's variance plus the Poisson variance of its values, ``max(x, 0) / gain``."""
+        gain = _band_column(per_band("gain", self.config.gain, images.shape[1]), variance)
+        return variance + images.to(variance.dtype).clamp(min=0) / gain
+
     def scaled(self, factor: float) -> PoissonNoise:
         """``gain`` (each band's) over ``factor**2``: the noise of ``x`` is ``sqrt(x / gain)``."""
         factor = _check_factor(factor)
         return type(self)(dataclasses.replace(self.config, gain=_times(self.config.gain, 1 / factor**2)))
 
 
+#: What noise:ccd's gain is, in its error when it is missing.
+CCD_GAIN = ("gain is required: electrons per unit of the images' data (e-/ADU for counts, e-/nJy for images in nJy; "
+            "0 switches Poisson noise off)")
+
+
 @dataclasses.dataclass
 class CCDNoiseConfig:
-    """GalSim's ``CCDNoise`` parameters, with GalSim's defaults and units.
+    """GalSim's ``CCDNoise`` parameters, in the unit of the images' data (ADU for counts).
 
-    ``sky_level`` in ADU/pixel (already subtracted from the image),
-    ``gain`` in e-/ADU (0 switches Poisson noise off and makes
-    ``read_noise`` ADU), ``read_noise`` in e-/pixel.
+    ``gain`` (required: no default could suit both counts and fluxes) in
+    electrons per data unit (0 switches Poisson noise off and makes
+    ``read_noise`` a data unit), ``sky_level`` in data units per pixel
+    (already subtracted from the image), ``read_noise`` in e- per pixel.
     """
 
     sky_level: float = 0.0
-    gain: float = 1.0
+    gain: float | None = None
     read_noise: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.gain is None:
+            raise ValueError(CCD_GAIN)
         self.sky_level = check_number("sky_level", self.sky_level, strict=False)
         self.gain = check_number("gain", self.gain, strict=False)
         self.read_noise = check_number("read_noise", self.read_noise, strict=False)
@@ -177,13 +195,14 @@ class CCDNoiseConfig:
 class CCDNoise(Degradation):
     """CCD noise as GalSim's ``CCDNoise``: Poisson on signal + sky (e-), Gaussian read noise.
 
-    With image ``x`` in ADU, sky ``s`` (ADU/pixel), gain ``g`` (e-/ADU) and
-    read noise ``r`` (e-)::
+    With image ``x`` in data units (ADU for counts, nJy, ...), sky ``s``
+    (data units per pixel), gain ``g`` (e- per data unit) and read noise
+    ``r`` (e-)::
 
         out = Poisson(max((x + s) * g, 0)) / g + Normal(0, r / g) - s     (g > 0)
         out = x + Normal(0, r)                                            (g = 0)
 
-    so a pixel's variance is ``(x + s) / g + (r / g)**2`` ADU^2.
+    so a pixel's variance is ``(x + s) / g + (r / g)**2`` data units squared.
     """
 
     name = "noise-ccd"
@@ -191,11 +210,19 @@ class CCDNoise(Degradation):
     stochastic = True
 
     def variance(self, level: float = 0.0) -> float:
-        """Variance in ADU^2 of a pixel of value ``level`` ADU (GalSim's ``getVariance()`` at 0)."""
+        """Variance in data units squared of a pixel of value ``level`` (GalSim's ``getVariance()`` at 0)."""
         c = self.config
         if c.gain > 0:
             return max(level + c.sky_level, 0.0) / c.gain + (c.read_noise / c.gain) ** 2
         return c.read_noise**2
+
+    def propagate_variance(self, variance: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """The input's variance plus :meth:`variance` at each pixel's value."""
+        c = self.config
+        if c.gain > 0:
+            x = images.to(variance.dtype)
+            return variance + ((x + c.sky_level) * c.gain).clamp(min=0) / c.gain**2 + (c.read_noise / c.gain) ** 2
+        return variance + c.read_noise**2
 
     def scaled(self, factor: float) -> CCDNoise:
         """``read_noise`` times ``factor`` and ``sky_level`` times ``factor**2``.

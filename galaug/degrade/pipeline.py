@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from galaug.config import config_to_dict, convert
-from galaug.degrade.seeds import derive_seeds
 from galaug.errors import ConfigError, GalaugError
+from galaug.registry import spec_name
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,11 +49,6 @@ _INTEGER = re.compile(r"[+-]?\d+")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BARE = re.compile(r"[^\s\"'()\[\],=|]+")
 _INT64 = 2**63
-
-
-def spec_name(name: str) -> str:
-    """How a registered name is written in a spec: the first ``-`` as ``:`` (``psf-gaussian`` -> ``psf:gaussian``)."""
-    return name.replace("-", ":", 1)
 
 
 def _printable(text: str) -> str:
@@ -357,6 +352,8 @@ class Pipeline:
         if not steps:
             raise ValueError("a pipeline needs at least one step")
         self.steps: tuple[Step, ...] = tuple(_as_step(step) for step in steps)
+        #: The lengths :meth:`in_pixels` converted to make this pipeline (empty otherwise).
+        self.conversions: tuple[dict[str, Any], ...] = ()
 
     def __repr__(self) -> str:
         return f"Pipeline({self.spec!r})"
@@ -400,6 +397,102 @@ class Pipeline:
             steps.append(step if component is step.component else dataclasses.replace(step, component=component))
         return Pipeline(steps)
 
+    def angles(self) -> list[tuple[int, str, Any]]:
+        """``(step, key, value)`` of every length given with a unit (``fwhm=0.8arcsec``), step 0-based.
+
+        The lengths of a step are the config fields its component lists in
+        ``lengths`` (:attr:`galaug.kinds.Degradation.lengths`).
+        """
+        from galaug.degrade.units import is_angle
+
+        return [(k, key, getattr(step.component.config, key)) for k, step in enumerate(self.steps)
+                for key in getattr(step.component, "lengths", ()) if is_angle(getattr(step.component.config, key))]
+
+    @property
+    def needs_pixel_scale(self) -> bool:
+        """True if a length is given with a unit: :meth:`in_pixels` must convert it before the pipeline applies."""
+        return bool(self.angles())
+
+    def in_pixels(self, pixel_scale: Any, *, of: str = "the images") -> Pipeline:
+        """The pipeline with every length given as an angle (``fwhm=0.8arcsec``) converted to pixels.
+
+        A step's lengths are converted with the pixel scale of the images it
+        receives: ``pixel_scale`` times the pixel-scale factors of the steps
+        before it (after ``resample(keep_size=false)``, pixels are larger).
+        Lengths in pixels stay as they are; a pipeline without angles is
+        returned as it is.
+
+        Parameters
+        ----------
+        pixel_scale : astropy.units.Quantity, str or None
+            The input images' scale per pixel (``0.2 * u.arcsec``, ``"0.2 arcsec"``);
+            None when unknown.
+        of : str
+            What the pixel scale is of, for the error when it is unknown.
+
+        Returns
+        -------
+        Pipeline
+            Its :attr:`conversions` list every converted length: ``{"step": 1,
+            "degradation": "psf-gaussian", "key": "fwhm", "given": "0.8arcsec",
+            "pixels": 4.0, "pixel_scale": {"value": 0.2, "unit": "arcsec"}}`` (``step``
+            1-based, as in error messages; per-band values as lists).
+
+        Raises
+        ------
+        ConfigError
+            One line naming the step and the key: an angle and no pixel scale,
+            a unit that does not convert to the pixel scale's (an angle on data
+            whose scale is a length), or a converted value out of range.
+        """
+        from galaug.data import _format as fmt
+        from galaug.degrade.units import is_angle, to_pixels
+
+        angles = self.angles()
+        if not angles:
+            return self
+        if pixel_scale is None:
+            k, key, value = angles[0]
+            raise ConfigError(f"{self._where(k)}{key}={_format_value(value)} needs the pixel scale of {of}, "
+                              "which is unknown: give lengths in pixels, or the pixel scale when ingesting "
+                              "(galaug ingest --pixel-scale)")
+        try:
+            scale = fmt.pixel_scale_quantity(fmt.pixel_scale_attr(pixel_scale))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        steps, conversions = [], []
+        for k, step in enumerate(self.steps):
+            component = step.component
+            changes = {}
+            for key in getattr(component, "lengths", ()):
+                value = getattr(component.config, key)
+                if not is_angle(value):
+                    continue
+                try:
+                    changes[key] = to_pixels(value, scale)
+                except ConfigError as exc:
+                    raise ConfigError(f"{self._where(k)}{key}={_format_value(value)}: {exc}") from None
+                conversions.append({"step": k + 1, "degradation": step.name, "key": key,
+                                    "given": list(value) if isinstance(value, tuple) else value,
+                                    "pixels": list(changes[key]) if isinstance(changes[key], tuple) else changes[key],
+                                    "pixel_scale": fmt.pixel_scale_attr(scale)})
+            if changes:
+                try:
+                    component = type(component)(dataclasses.replace(component.config, **changes))
+                except (TypeError, ValueError, GalaugError) as exc:
+                    given = ", ".join(f"{key}={_format_value(getattr(step.component.config, key))}" for key in changes)
+                    raise ConfigError(f"{self._where(k)}{given} at {scale.value:g} {scale.unit} per pixel: "
+                                      f"{_printable(str(exc))}") from None
+                step = dataclasses.replace(step, component=component)
+            steps.append(step)
+            scale = scale * float(component.pixel_scale_factor())
+        out = Pipeline(steps)
+        out.conversions = tuple(conversions)
+        return out
+
+    def _where(self, k: int) -> str:
+        return f'pipeline "{_printable(self.spec)}": step {k + 1} ({spec_name(self.steps[k].name)}): '
+
     def pixel_scale_factor(self) -> float:
         """Output pixel scale over input pixel scale: the product over the steps."""
         factor = 1.0
@@ -415,6 +508,8 @@ class Pipeline:
     def sample_seeds(self, seed: int | Any, n: int) -> np.ndarray:
         """Per-sample seeds (n,) int64: ``derive_seeds(seed, i)`` for an int, the values for an array."""
         import numpy as np
+
+        from galaug.degrade.seeds import derive_seeds
 
         if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
             return derive_seeds(int(seed), np.arange(n))
@@ -447,6 +542,8 @@ class Pipeline:
         """
         import torch
 
+        from galaug.degrade.seeds import derive_seeds
+
         seeds = self.sample_seeds(seed, images.shape[0])
         out = images
         for k, step in enumerate(self.steps):
@@ -467,6 +564,82 @@ class Pipeline:
 
         out = self.apply(torch.zeros((1, *shape), dtype=torch.float32), 0)
         return tuple(out.shape[1:])  # type: ignore[return-value]
+
+    # -- a dataset's per-pixel maps and WCS (galaug degrade) -------------------------------------------------
+    def apply_with_maps(self, images: torch.Tensor, seed: int | torch.Tensor, *, variance: torch.Tensor | None = None,
+                        mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """:meth:`apply`, with the per-pixel ``variance`` and ``mask`` of the images carried through each step.
+
+        Each step's :meth:`~galaug.kinds.Degradation.propagate_variance` sees
+        the images it degrades; a map becomes None from the first step that
+        cannot carry it (:meth:`carried` says which, and why). ``variance`` is
+        ``inf`` where unknown; ``mask`` is int32 bit flags.
+        """
+        import torch
+
+        from galaug.degrade.seeds import derive_seeds
+
+        seeds = self.sample_seeds(seed, images.shape[0])
+        out = images
+        for k, step in enumerate(self.steps):
+            step_seeds = torch.from_numpy(derive_seeds(seeds, k)).to(images.device)
+            try:
+                if variance is not None:
+                    variance = step.component.propagate_variance(variance, out)
+                degraded = step.component.apply(out, step_seeds)
+                if mask is not None:
+                    mask = step.component.propagate_mask(mask)
+            except ConfigError as exc:
+                raise ConfigError(f'pipeline "{_printable(self.spec)}": step {k + 1} '
+                                  f"({spec_name(step.name)}): {exc}") from None
+            variance = variance if variance is None or variance.shape == degraded.shape else None
+            mask = mask if mask is None or mask.shape == degraded.shape else None
+            out = degraded
+        return out, variance, mask
+
+    def carried(self, shape: Sequence[int]) -> dict[str, Any]:
+        """What passes through this pipeline for images of ``shape`` (C, H, W), found on one zero image.
+
+        Returns ``{"grid", "variance", "mask", "notes"}``: ``grid`` is where
+        the output's pixels lie on the input's (the steps'
+        :meth:`~galaug.kinds.Degradation.pixel_grid` composed; None when a
+        step does not say, so a WCS cannot follow), ``variance`` and
+        ``mask`` whether every step carries them, and ``notes`` one line for
+        each that does not pass, naming the step.
+        """
+        import torch
+
+        x = torch.zeros((1, *shape), dtype=torch.float32)
+        variance: torch.Tensor | None = torch.zeros_like(x)
+        mask: torch.Tensor | None = torch.zeros(x.shape, dtype=torch.int32)
+        grid: tuple[tuple[float, float], tuple[float, float]] | None = ((1.0, 0.0), (1.0, 0.0))
+        notes = []
+        seeds = torch.zeros(1, dtype=torch.int64)
+        for k, step in enumerate(self.steps):
+            where = f"step {k + 1} ({spec_name(step.name)})"
+            component = step.component
+            try:
+                v = component.propagate_variance(variance, x) if variance is not None else None
+                y = component.apply(x, seeds)
+                m = component.propagate_mask(mask) if mask is not None else None
+                g = component.pixel_grid(*x.shape[-2:]) if grid is not None else None
+            except ConfigError as exc:
+                raise ConfigError(f'pipeline "{_printable(self.spec)}": {where}: {exc}') from None
+            if variance is not None and (v is None or v.shape != y.shape):
+                notes.append(f"ivar dropped: {where} does not say how it changes the variance")
+            variance = v if v is not None and v.shape == y.shape else None
+            if mask is not None and (m is None or m.shape != y.shape):
+                notes.append(f"mask dropped: {where} does not say how it moves the flags")
+            mask = m if m is not None and m.shape == y.shape else None
+            if grid is not None and (g is None or (g == ((1.0, 0.0), (1.0, 0.0)) and y.shape != x.shape)):
+                notes.append(f"WCS dropped: {where} does not say where its pixels lie on its input's")
+                grid = None
+            elif grid is not None:
+                (sy, oy), (sx, ox) = grid
+                (ty, py), (tx, px) = g
+                grid = ((sy * ty, oy + sy * py), (sx * tx, ox + sx * px))
+            x = y
+        return {"grid": grid, "variance": variance is not None, "mask": mask is not None, "notes": notes}
 
 
 def parse_pipeline(spec: str, *, registry: Registry | None = None) -> Pipeline:

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from galaug.degrade._common import check_images, check_per_band, per_band
+from galaug.degrade.units import check_lengths
 from galaug.errors import ConfigError
 from galaug.kinds import Degradation
 
@@ -232,6 +233,21 @@ class _KernelPSF(Degradation):
             return _separable(images, *prepared)
         return _convolve(images, *prepared)
 
+    def propagate_variance(self, variance: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """The input's variance convolved with the squared kernel (pixels taken as independent); infinite
+        (unknown) within the kernel's box around a pixel of unknown variance."""
+        _, n_bands, height, width = variance.shape
+        kernels = crop_to_flux(self.kernels(n_bands, height, width)).to(variance.device)
+        unknown = ~torch.isfinite(variance)
+        known = torch.where(unknown, torch.zeros_like(variance), variance).to(torch.float64)
+        out = fft_convolve(known, kernels * kernels).clamp_(min=0)  # the FFT's round-off may dip below 0
+        kh, kw = kernels.shape[-2:]  # odd: crop_to_flux centres them
+        reach = torch.nn.functional.max_pool2d(unknown.to(torch.float64), (kh, kw), stride=1,
+                                               padding=(kh // 2, kw // 2)) if unknown.any() else None
+        if reach is not None:
+            out = torch.where(reach > 0, math.inf, out)
+        return out.to(variance.dtype)
+
 
 def _half_sizes(reach: float, height: int, width: int) -> tuple[int, int]:
     """Half-sizes of a kernel reaching ``reach`` pixels, capped at ``H - 1`` and ``W - 1``."""
@@ -252,20 +268,25 @@ def _radial_kernels(profile, radii: list[float], height: int, width: int) -> tor
 
 @dataclasses.dataclass
 class GaussianPSFConfig:
-    """Width of a Gaussian PSF in pixels: give ``sigma`` or ``fwhm``, one number or one per band."""
+    """Width of a Gaussian PSF: give ``sigma`` or ``fwhm``, one length or one per band.
 
-    sigma: float | tuple[float, ...] | None = None
-    fwhm: float | tuple[float, ...] | None = None
+    A length is pixels (``2``, ``"2px"``) or an angle (``"0.8arcsec"``,
+    ``0.8 * u.arcsec``) that :meth:`galaug.degrade.Pipeline.in_pixels`
+    converts with the images' pixel scale (:mod:`galaug.degrade.units`).
+    """
+
+    sigma: float | str | tuple[float | str, ...] | None = None
+    fwhm: float | str | tuple[float | str, ...] | None = None
 
     def __post_init__(self) -> None:
         if (self.sigma is None) == (self.fwhm is None):
-            raise ValueError("give exactly one of sigma or fwhm (pixels)")
-        self.sigma = check_per_band("sigma", self.sigma, required=False)
-        self.fwhm = check_per_band("fwhm", self.fwhm, required=False)
+            raise ValueError("give exactly one of sigma or fwhm (pixels, or an angle like 0.8arcsec)")
+        self.sigma = check_lengths("sigma", self.sigma, required=False)
+        self.fwhm = check_lengths("fwhm", self.fwhm, required=False)
 
 
 class GaussianPSF(_KernelPSF):
-    """Gaussian PSF, ``sigma`` or ``fwhm`` in pixels (one per band allowed).
+    """Gaussian PSF, ``sigma`` or ``fwhm`` in pixels or as an angle (one per band allowed).
 
     Applied by FFT, or, where it costs less (images up to about 128 x 128
     pixels), as the same separable convolution by two banded matrix products.
@@ -273,6 +294,7 @@ class GaussianPSF(_KernelPSF):
 
     name = "psf-gaussian"
     Config = GaussianPSFConfig
+    lengths = ("sigma", "fwhm")
 
     def sigmas(self, n_bands: int) -> list[float]:
         """The standard deviation in pixels of each band's Gaussian."""
@@ -305,21 +327,23 @@ class GaussianPSF(_KernelPSF):
 
 @dataclasses.dataclass
 class MoffatPSFConfig:
-    """A Moffat PSF: ``beta`` (> 1) and ``fwhm`` in pixels, each one number or one per band."""
+    """A Moffat PSF: ``beta`` (> 1) and ``fwhm`` (pixels, or an angle as in :class:`GaussianPSFConfig`),
+    each one value or one per band."""
 
     beta: float | tuple[float, ...] | None = None
-    fwhm: float | tuple[float, ...] | None = None
+    fwhm: float | str | tuple[float | str, ...] | None = None
 
     def __post_init__(self) -> None:
         self.beta = check_per_band("beta", self.beta, minimum=1.0)
-        self.fwhm = check_per_band("fwhm", self.fwhm)
+        self.fwhm = check_lengths("fwhm", self.fwhm)
 
 
 class MoffatPSF(_KernelPSF):
-    """Moffat PSF ``(1 + (r/alpha)^2)^-beta``, ``beta`` and ``fwhm`` in pixels (per band allowed)."""
+    """Moffat PSF ``(1 + (r/alpha)^2)^-beta``, ``beta``, and ``fwhm`` in pixels or as an angle (per band allowed)."""
 
     name = "psf-moffat"
     Config = MoffatPSFConfig
+    lengths = ("fwhm",)
 
     def kernels(self, n_bands: int, height: int, width: int) -> torch.Tensor:
         betas = per_band("beta", self.config.beta, n_bands)

@@ -15,7 +15,8 @@ import math
 
 import torch
 
-from galaug.degrade._common import check_images, check_number
+from galaug.degrade._common import check_images, in_pixels
+from galaug.degrade.units import check_length
 from galaug.errors import ConfigError
 from galaug.kinds import Degradation
 
@@ -54,13 +55,15 @@ def _resampling_matrix(n_old: int, scale: float, keep_size: bool) -> torch.Tenso
 
 @dataclasses.dataclass
 class ResampleConfig:
-    """``scale``: new pixel size over old (2 halves the resolution); ``keep_size``: back on the old grid."""
+    """``scale``: the new pixel size, in old pixels (2 halves the resolution) or as an angle (``"0.4arcsec"``,
+    converted with the images' pixel scale by :meth:`galaug.degrade.Pipeline.in_pixels`); ``keep_size``:
+    back on the old grid."""
 
-    scale: float | None = None
+    scale: float | str | None = None
     keep_size: bool = True
 
     def __post_init__(self) -> None:
-        self.scale = check_number("scale", self.scale, minimum=MIN_SCALE, strict=False)
+        self.scale = check_length("scale", self.scale, minimum=MIN_SCALE, strict=False)
         if not isinstance(self.keep_size, bool):
             raise ValueError(f"keep_size must be true or false, got {self.keep_size!r}")
 
@@ -78,13 +81,14 @@ class Resample(Degradation):
 
     name = "resample"
     Config = ResampleConfig
+    lengths = ("scale",)
 
     def __init__(self, config=None) -> None:
         super().__init__(config)
         self._matrices: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def pixel_scale_factor(self) -> float:
-        return 1.0 if self.config.keep_size else float(self.config.scale)
+        return 1.0 if self.config.keep_size else in_pixels("scale", self.config.scale)
 
     def apply(self, images: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
         check_images(images)
@@ -92,7 +96,7 @@ class Resample(Degradation):
         dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
         key = (height, width, images.device, dtype)
         if key not in self._matrices:
-            scale, keep = self.config.scale, self.config.keep_size
+            scale, keep = in_pixels("scale", self.config.scale), self.config.keep_size
             ry = _resampling_matrix(height, scale, keep).to(device=images.device, dtype=dtype)
             rx = _resampling_matrix(width, scale, keep).to(device=images.device, dtype=dtype)
             if len(self._matrices) >= 8:
@@ -102,3 +106,46 @@ class Resample(Degradation):
         # out[b, c] = ry @ image[b, c] @ rx.T
         out = torch.matmul(torch.matmul(ry, images.to(dtype)), rx.T)
         return out.to(images.dtype)
+
+    # -- what happens to a dataset's WCS, ivar and mask (galaug degrade) ------------------------------------
+    def _pair(self, height: int, width: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The matrices of :meth:`apply` for images of ``height`` x ``width``, in float64 on ``like``'s device."""
+        scale, keep = in_pixels("scale", self.config.scale), self.config.keep_size
+        return (_resampling_matrix(height, scale, keep).to(like.device),
+                _resampling_matrix(width, scale, keep).to(like.device))
+
+    def pixel_grid(self, height: int, width: int) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The same grid with ``keep_size``; else pixels ``scale`` times larger, the new grid centred on the old."""
+        if self.config.keep_size:
+            return (1.0, 0.0), (1.0, 0.0)
+        scale = in_pixels("scale", self.config.scale)
+
+        def axis(n_old: int) -> tuple[float, float]:
+            n_new = math.floor(n_old / scale + 1e-9)
+            start = (n_old - n_new * scale) / 2.0  # left edge of the new grid, in old pixels
+            return scale, start + 0.5 * scale - 0.5  # centre of new pixel 0, in old pixel coordinates
+
+        return axis(height), axis(width)
+
+    def propagate_variance(self, variance: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """Each output pixel's variance: the input's summed with squared weights (pixels taken as independent);
+        infinite (unknown) where any input pixel it takes from has an unknown variance."""
+        ry, rx = self._pair(*variance.shape[-2:], variance)
+        unknown = ~torch.isfinite(variance)
+        known = torch.where(unknown, torch.zeros_like(variance), variance).to(torch.float64)
+        out = torch.matmul(torch.matmul(ry * ry, known), (rx * rx).T)
+        reach = torch.matmul(torch.matmul((ry != 0).double(), unknown.double()), (rx != 0).double().T)
+        return torch.where(reach > 0, math.inf, out).to(variance.dtype)
+
+    def propagate_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """Unchanged with ``keep_size`` (as for PSFs, flags are not spread); else each output pixel has the
+        flags of every input pixel it overlaps (bitwise or)."""
+        if self.config.keep_size:
+            return mask
+        ry, rx = ((m != 0).double() for m in self._pair(*mask.shape[-2:], mask))
+        out = torch.zeros((*mask.shape[:2], ry.shape[0], rx.shape[0]), dtype=torch.int32, device=mask.device)
+        for bit in range(16):  # the mask's uint16 flags, one bit at a time
+            plane = ((mask >> bit) & 1).double()
+            if plane.any():
+                out |= (torch.matmul(torch.matmul(ry, plane), rx.T) > 0).to(torch.int32) << bit
+        return out

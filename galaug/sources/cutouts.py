@@ -26,7 +26,7 @@ import numpy as np
 from galaug.errors import GalaugError
 from galaug.sources.readers import FileUnits
 
-__all__ = ["Catalogue", "Frame", "read_catalogue", "load_frames", "cut"]
+__all__ = ["Catalogue", "Frame", "read_catalogue", "load_frames", "check_positions", "cut"]
 
 #: Column names accepted for each role, compared case-insensitively.
 _COLUMNS = {"id": ("id", "objid", "object_id", "name"), "ra": ("ra", "ra_deg", "alpha"),
@@ -53,6 +53,8 @@ class Frame:
     bands: tuple[str, ...] | None
     units: FileUnits
     wcs: Any
+    #: The frame's error and quality maps and HDU (:class:`galaug.sources.readers.Extras`), if read.
+    extras: Any = None
 
 
 def read_catalogue(path: str | Path) -> Catalogue:
@@ -100,20 +102,35 @@ def _celestial_wcs(header: Any) -> Any:
         return None
 
 
-def load_frames(reader: Any, files: Sequence[Path], catalogue: Catalogue) -> list[Frame]:
-    """Read every frame with the FITS reader; check that the catalogue's positions can be placed on them."""
+def load_frames(reader: Any, files: Sequence[Path], catalogue: Catalogue | None = None) -> list[Frame]:
+    """Read every frame with the FITS reader; check that the positions of ``catalogue``, if given, fit them."""
     frames = []
     for path in files:
         try:
-            image, bands, units, header = reader.read_frame(path)
+            if hasattr(reader, "read_full"):  # with its ivar and mask, cut like the image
+                image, bands, units, header, extras = reader.read_full(path)
+            else:
+                (image, bands, units, header), extras = reader.read_frame(path), None
         except (ValueError, OSError) as exc:
             raise GalaugError(f"{path.name}: {exc}") from None
-        frames.append(Frame(Path(path), image, bands, units, _celestial_wcs(header)))
+        frames.append(Frame(Path(path), image, bands, units, _celestial_wcs(header), extras))
     if len(frames) > 1 and all(f.bands is not None and len(f.bands) == 1 for f in frames):
         from galaug.sources.ingest import band_order  # one frame per band: in order of wavelength
 
         order = band_order([f.bands[0] for f in frames])
         frames.sort(key=lambda f: order.index(f.bands[0]))
+    scales = {(None if f.units.pixel_scale is None else round(float(f.units.pixel_scale.to_value("arcsec")), 6))
+              for f in frames if f.units.pixel_scale is None or f.units.pixel_scale.unit.physical_type == "angle"}
+    if len(scales) > 1:
+        listed = ", ".join(f"{f.path.name}: {f.units.pixel_scale}" for f in frames)
+        raise GalaugError(f"frames of different pixel scales ({listed}): stamps of one object must share one")
+    if catalogue is not None:
+        check_positions(frames, catalogue)
+    return frames
+
+
+def check_positions(frames: list[Frame], catalogue: Catalogue) -> None:
+    """:class:`GalaugError` if the catalogue's positions cannot be placed on every frame."""
     if catalogue.kind == "sky":
         for frame in frames:
             if frame.wcs is None:
@@ -123,12 +140,6 @@ def load_frames(reader: Any, files: Sequence[Path], catalogue: Catalogue) -> lis
         sizes = ", ".join(f"{f.path.name}: {f.image.shape[2]}x{f.image.shape[1]}" for f in frames)
         raise GalaugError(f"frames of different sizes ({sizes}): x,y positions hold for one pixel grid; "
                           "give ra,dec columns")
-    scales = {(None if f.units.pixel_scale is None else round(float(f.units.pixel_scale.to_value("arcsec")), 6))
-              for f in frames if f.units.pixel_scale is None or f.units.pixel_scale.unit.physical_type == "angle"}
-    if len(scales) > 1:
-        listed = ", ".join(f"{f.path.name}: {f.units.pixel_scale}" for f in frames)
-        raise GalaugError(f"frames of different pixel scales ({listed}): stamps of one object must share one")
-    return frames
 
 
 class EdgeError(ValueError):
@@ -137,9 +148,21 @@ class EdgeError(ValueError):
 
 def cut(frames: list[Frame], catalogue: Catalogue, row: int, size: int) -> np.ndarray:
     """The (C, size, size) stamp of catalogue row ``row``: every frame cut at the object's position."""
+    return cut_with_extras(frames, catalogue, row, size)[0]
+
+
+def cut_with_extras(frames: list[Frame], catalogue: Catalogue, row: int, size: int) -> tuple[np.ndarray, Any]:
+    """:func:`cut`, and the stamp's :class:`~galaug.sources.readers.Extras`: its ivar and mask cut from the
+    frames' (when every frame has them), and its identity: the catalogue's id, the first frame's file and
+    HDU, RA/Dec (the catalogue's, or its x,y through the first frame's WCS) and the WCS of the first frame's
+    stamp (astropy's ``Cutout2D.wcs``)."""
     from astropy.nddata import Cutout2D, NoOverlapError, PartialOverlapError
 
-    planes = []
+    from galaug.data.objects import Identity
+    from galaug.sources.readers import Extras
+
+    kinds = [k for k in ("ivar", "mask") if all(getattr(f.extras, k, None) is not None for f in frames)]
+    planes, maps, wcs, first = [], {k: [] for k in kinds}, None, None
     for frame in frames:
         if catalogue.kind == "sky":
             from astropy.coordinates import SkyCoord
@@ -151,13 +174,32 @@ def cut(frames: list[Frame], catalogue: Catalogue, row: int, size: int) -> np.nd
             position = (round(float(x), 6), round(float(y), 6))
         else:
             position = (float(catalogue.a[row]), float(catalogue.b[row]))
-        for plane in frame.image:
+        first = position if first is None else first
+        for k, plane in enumerate(frame.image):
+            with_wcs = frame is frames[0] and k == 0 and frame.wcs is not None  # the row's WCS: the first band's
             try:
-                planes.append(Cutout2D(plane, position, (size, size), mode="strict", copy=True).data)
+                stamp = Cutout2D(plane, position, (size, size), mode="strict", copy=True,
+                                 wcs=frame.wcs if with_wcs else None)
             except (NoOverlapError, PartialOverlapError):
                 raise EdgeError(f"within {size // 2} pixels of the edge of {frame.path.name} (or outside it)") \
                     from None
-    return np.stack(planes).astype(np.float32, copy=False)
+            planes.append(stamp.data)
+            wcs = stamp.wcs if with_wcs else wcs
+            for kind in kinds:  # the same pixels of the frame's maps
+                maps[kind].append(Cutout2D(getattr(frame.extras, kind)[k], position, (size, size),
+                                           mode="strict", copy=True).data)
+    if catalogue.kind == "sky":
+        ra, dec = float(catalogue.a[row]), float(catalogue.b[row])
+    elif frames[0].wcs is not None:
+        ra, dec = (float(v) for v in frames[0].wcs.pixel_to_world_values(*first))
+    else:
+        ra = dec = math.nan
+    first_extras = frames[0].extras
+    identity = Identity(id=catalogue.ids[row], source=str(frames[0].path), ra=ra, dec=dec, wcs=wcs,
+                        hdu=first_extras.identity.hdu if first_extras is not None and first_extras.identity else "")
+    extras = Extras(ivar=np.stack(maps["ivar"]) if "ivar" in maps else None,
+                    mask=np.stack(maps["mask"]) if "mask" in maps else None, identity=identity)
+    return np.stack(planes).astype(np.float32, copy=False), extras
 
 
 def cutout_sources(frames: list[Frame], catalogue: Catalogue, size: int,
@@ -166,14 +208,14 @@ def cutout_sources(frames: list[Frame], catalogue: Catalogue, size: int,
     bands = _frame_bands(frames)
     units = frames[0].units
 
-    def items(row: int) -> Iterator[tuple[str, np.ndarray, Any, FileUnits]]:
+    def items(row: int) -> Iterator[tuple[str, np.ndarray, Any, FileUnits, Any]]:
         label = catalogue.ids[row]
         try:
-            stamp = cut(frames, catalogue, row, size)
+            stamp, extras = cut_with_extras(frames, catalogue, row, size)
         except EdgeError as exc:
             on_edge(label, str(exc))
             return
-        yield label, stamp, bands, units
+        yield label, stamp, bands, units, extras
 
     return [(catalogue.ids[row], lambda row=row: items(row)) for row in range(len(catalogue.ids))]
 

@@ -3,7 +3,11 @@
 Every reader yields ``(label, image, bands)`` with ``image`` a (C, H, W)
 float32 array (:meth:`galaug.kinds.Reader.read`). They also offer
 :meth:`read_with_units`, which adds the pixel scale and flux unit a file
-declares, so that ingest records them.
+declares, so that ingest records them, and :meth:`read_items`, which adds
+what comes with an image (:class:`Extras`): its inverse variance and mask
+where the file has them (FITS ``ERR``/``DQ`` extensions, the Multimodal
+Universe's ``image_ivar``/``image_mask``) and its identity (file, HDU,
+object id, RA/Dec, WCS).
 
 Files are opened lazily: a FITS header is checked against the file size
 before any pixel is read, arrays are memory-mapped or read in slices, so
@@ -23,10 +27,12 @@ from typing import Any, Literal
 import astropy.units as u
 import numpy as np
 
+from galaug.data.objects import Identity, celestial_wcs
 from galaug.errors import describe, one_line, require
 from galaug.kinds import Reader
 
 __all__ = [
+    "Extras",
     "FileUnits",
     "FitsConfig",
     "FitsReader",
@@ -63,6 +69,69 @@ class FileUnits:
 
 
 _NO_UNITS = FileUnits()
+
+
+@dataclasses.dataclass
+class Extras:
+    """What comes with an image besides its pixels; each part None where the file has none.
+
+    ``ivar`` is the inverse variance (C, H, W) float32, 0 where unknown;
+    ``mask`` (C, H, W) uint16 bit flags, nonzero = bad; ``identity`` says
+    which object the image is (:class:`galaug.data.objects.Identity`);
+    ``notes`` what was changed on the way (flags folded into 16 bits).
+    """
+
+    ivar: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    identity: Identity | None = None
+    notes: tuple[str, ...] = ()
+
+
+def ivar_from_err(err: np.ndarray) -> np.ndarray:
+    """Inverse variance ``1 / err**2`` of an error (standard deviation) map; 0 where ``err`` <= 0 or is not finite."""
+    err = np.asarray(err, dtype=np.float64)
+    good = np.isfinite(err) & (err > 0)
+    with np.errstate(over="ignore"):
+        ivar = np.where(good, 1.0 / np.where(good, err, 1.0) ** 2, 0.0).astype(np.float32)
+    ivar[~np.isfinite(ivar)] = 0  # an error so small that 1/err^2 overflows float32 says nothing usable
+    return ivar
+
+
+def clean_ivar(ivar: np.ndarray) -> np.ndarray:
+    """An inverse variance map as float32, with negative and non-finite values set to 0 (unknown)."""
+    ivar = np.asarray(ivar, dtype=np.float32)
+    return np.where(np.isfinite(ivar) & (ivar > 0), ivar, np.float32(0))
+
+
+#: Flag set on a pixel whose flags lie only above the 16 bits a mask holds (JWST's 32-bit DQ).
+HIGH_FLAG = 1 << 15
+
+
+def mask_from_flags(flags: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Bit flags (integers or booleans, nonzero = bad) as uint16, and whether flags above bit 15 were folded.
+
+    The low 16 bits are kept; a pixel flagged only above them gets
+    :data:`HIGH_FLAG`, so that it stays bad. Negative integers are read as
+    their two's complement (a signed 16-bit DQ's bit 15).
+    """
+    flags = np.asarray(flags)
+    if flags.dtype == np.bool_:
+        return flags.astype(np.uint16), False
+    if np.issubdtype(flags.dtype, np.floating):
+        if not (np.isfinite(flags).all() and (flags == np.round(flags)).all() and (flags >= 0).all()):
+            raise ValueError("the mask holds values that are not non-negative whole numbers (bit flags)")
+        flags = flags.astype(np.uint64)
+    elif not np.issubdtype(flags.dtype, np.integer):
+        raise ValueError(f"a mask of type {flags.dtype} holds no bit flags")
+    elif np.issubdtype(flags.dtype, np.signedinteger):
+        flags = flags.astype(flags.dtype.newbyteorder("=")).view(f"u{flags.dtype.itemsize}")
+    flags = flags.astype(np.uint64)
+    low = (flags & 0xFFFF).astype(np.uint16)
+    high = (flags >> 16) != 0
+    folded = bool(high.any())
+    if folded:
+        low[high] |= HIGH_FLAG
+    return low, folded
 
 
 def _band_axis(shape: tuple[int, ...], band_axis: str, first: int, last: int) -> int:
@@ -121,6 +190,21 @@ class FitsConfig:
     #: extensions (:data:`AUXILIARY_EXTNAMES`), and only the ``SCI`` ones
     #: where there are any (HST and JWST files).
     hdu: str = ""
+    #: EXTNAME of the science images when a file has several kinds (``SCI``).
+    sci: str = "SCI"
+    #: EXTNAME of the error maps (standard deviations) stored as ``ivar = 1 / ERR**2``; empty: none read.
+    err: str = "ERR"
+    #: EXTNAME of the data-quality flags stored as ``mask`` (nonzero = bad); empty: none read.
+    dq: str = "DQ"
+
+    def __post_init__(self) -> None:
+        for key in ("sci", "err", "dq"):
+            value = str(getattr(self, key)).strip().upper()
+            if "," in value:
+                raise ValueError(f"{key} must be an EXTNAME (no EXTVER; the science image's is used), got {value!r}")
+            setattr(self, key, value)
+        if not self.sci:
+            raise ValueError("sci must be an EXTNAME, e.g. SCI")
 
 
 #: The pixel types of the FITS standard.
@@ -129,7 +213,9 @@ _FITS_BITPIX = (8, 16, 32, 64, -32, -64)
 #: quality, weights, variances, exposure and context maps (HST: ERR, DQ, WHT, CTX, SAMP, TIME; JWST: ERR, DQ,
 #: VAR_POISSON, VAR_RNOISE, VAR_FLAT, CON, AREA; others: IVM, RMS, VAR, MASK, EXP).
 AUXILIARY_EXTNAMES = frozenset({"ERR", "DQ", "WHT", "CTX", "CON", "SAMP", "TIME", "AREA", "VAR_POISSON",
-                                "VAR_RNOISE", "VAR_FLAT", "IVM", "RMS", "VAR", "MASK", "EXP", "EXPTIME"})
+                                "VAR_RNOISE", "VAR_FLAT", "IVM", "RMS", "VAR", "MASK", "EXP", "EXPTIME", "IVAR"})
+#: EXTNAMEs of the inverse variance and mask ``galaug export`` writes: read as such when a file has them.
+GALAUG_IVAR, GALAUG_MASK = "IVAR", "MASK"
 #: Header keywords that scale integer pixels; astropy cannot memory-map such data.
 _SCALING = ("BSCALE", "BZERO", "BLANK")
 #: Keywords that name the filter of an image, in the order they are tried (HST: FILTNAM1 for WFPC2,
@@ -182,6 +268,23 @@ def _fits_text(hdr: Any, *keys: str) -> str | None:
         if isinstance(value, str) and value.strip():
             return value.strip()
     return None
+
+
+def _fits_float(hdr: Any, key: str) -> float | None:
+    """A finite number under ``key``, else None."""
+    value = hdr.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _fits_id(*headers: Any) -> str:
+    """An integer ``OBJID`` (as many catalogues write it) as text; empty when there is none."""
+    for hdr in headers:
+        value = hdr.get("OBJID")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    return ""
 
 
 def _band_keyword(*headers: Any) -> str | None:
@@ -264,8 +367,21 @@ class FitsReader(Reader):
         image, bands, units, _ = self.read_frame(path)
         yield Path(path).name, image, bands, units
 
+    def read_items(self, path: Path) -> Iterator[tuple[str, np.ndarray, tuple[str, ...] | None, FileUnits, Extras]]:
+        """Like :meth:`read_with_units`, with the image's :class:`Extras` (see :meth:`read_full`)."""
+        image, bands, units, _, extras = self.read_full(path)
+        yield Path(path).name, image, bands, units, extras
+
     def read_frame(self, path: Path) -> tuple[np.ndarray, tuple[str, ...] | None, FileUnits, Any]:
         """The image (C, H, W) of one file, its band names, units, and its HDU's header (for a WCS).
+
+        See :meth:`read_full`, which also reads the error and quality maps.
+        """
+        image, bands, units, header, _ = self.read_full(path)
+        return image, bands, units, header
+
+    def read_full(self, path: Path) -> tuple[np.ndarray, tuple[str, ...] | None, FileUnits, Any, Extras]:
+        """The image (C, H, W) of one file, its band names, units, its HDU's header (for a WCS) and :class:`Extras`.
 
         One file is one object: the image of the only science HDU with data
         (2-d, or a 3-d cube), or, when several hold data, one band per HDU.
@@ -276,6 +392,14 @@ class FitsReader(Reader):
         ``FILTER``, ``BAND``, ``FILTNAM1``, ``FILTER1``/``FILTER2`` (not
         ``CLEAR``), in the image's header and then the primary one. Scaled
         integers (``BSCALE``/``BZERO``) are read without memory-mapping.
+
+        The extras: the error map (EXTNAME ``err``, ``ERR``) of each science
+        HDU, the one with its EXTVER, as ``ivar = 1 / ERR**2`` (0 where ERR
+        <= 0 or is not finite), and its quality flags (``dq``, ``DQ``) as the
+        mask; a file written by ``galaug export`` gives its ``IVAR`` and
+        ``MASK`` extensions. The identity: the file, the HDU, the object id
+        (``OBJID``), RA/Dec (``RA_OBJ``/``DEC_OBJ``) and the celestial WCS of
+        the image's header.
         """
         from astropy.io import fits
         from astropy.utils.exceptions import AstropyUserWarning
@@ -302,19 +426,87 @@ class FitsReader(Reader):
                                 raise ValueError(f"BITPIX = {bitpix!r} is not a FITS pixel type "
                                                  f"({', '.join(map(str, _FITS_BITPIX))})")
                             _fits_size_check(hdu, file_size, gzipped)
+                        companions = self._companions(hdul, hdus)
+                        if memmap and any(k in h.header for hs in companions.values() for h in hs for k in _SCALING):
+                            memmap = False
+                            continue
+                        for h in (h for hs in companions.values() for h in hs):
+                            _fits_size_check(h, file_size, gzipped)
                         primary = hdul[0].header
-                        image, bands = self._single(hdus[0], primary) if len(hdus) == 1 else self._per_band(hdus)
+                        axis = None
+                        if len(hdus) == 1:
+                            image, bands, axis = self._single(hdus[0], primary)
+                        else:
+                            image, bands = self._per_band(hdus)
                         headers = (hdus[0].header, primary)  # the image's, then the primary
                         scales = [s for s in map(_fits_pixel_scale, headers) if s is not None]
                         units = FileUnits(scales[0] if scales else None,
                                           _fits_text(headers[0], "BUNIT") or _fits_text(headers[1], "BUNIT"))
                         header = hdus[0].header.copy()
+                        extras = self._extras(path, hdus, companions, axis, image.shape, header, primary)
                     break
         except (OSError, EOFError, IndexError, KeyError, TypeError) as exc:
             # astropy reports a broken file through any of these
             raise ValueError(f"not a readable FITS file ({describe(exc)}"
                              f"{_astropy_note(caught, AstropyUserWarning)})") from None
-        return image, bands, units, header
+        return image, bands, units, header, extras
+
+    def _companions(self, hdul: Any, hdus: list[Any]) -> dict[str, list[Any]]:
+        """The error, quality, inverse-variance and mask HDUs of the science ``hdus``, one per HDU (same EXTVER),
+        by kind; a kind is left out unless every science HDU has one."""
+        names = {"ivar": GALAUG_IVAR, "mask": GALAUG_MASK, "err": self.config.err, "dq": self.config.dq}
+        chosen = {id(h) for h in hdus}
+        out: dict[str, list[Any]] = {}
+        for kind, name in names.items():
+            if not name:
+                continue
+            found = []
+            for h in hdus:
+                match = [a for a in hdul if a.is_image and id(a) not in chosen and a.name.upper() == name
+                         and a.ver == h.ver and math.prod(_fits_axes(a.header) or [0]) > 0]
+                if match:
+                    found.append(match[0])
+            if found and len(found) == len(hdus) and len({id(a) for a in found}) == len(found):
+                out[kind] = found  # one of its own for every science HDU (bands named g, r: no shared ERR)
+        if "ivar" in out:  # galaug's own inverse variance, where a file has it, rather than an error map
+            out.pop("err", None)
+        if "mask" in out:
+            out.pop("dq", None)
+        return out
+
+    def _extras(self, path: Path, hdus: list[Any], companions: dict[str, list[Any]], axis: int | None,
+                shape: tuple[int, ...], header: Any, primary: Any) -> Extras:
+        """The :class:`Extras` of the image read from ``hdus``: its maps, each shaped like the image, and identity."""
+        def planes(kind: str) -> np.ndarray:
+            maps = companions[kind]
+            for science, hdu in zip(hdus, maps):
+                want, got = _fits_axes(science.header), _fits_axes(hdu.header)
+                if want != got:
+                    raise ValueError(f"{hdu.name},{hdu.ver} has {' x '.join(map(str, got[::-1]))} pixels, "
+                                     f"but its science image {' x '.join(map(str, want[::-1]))}")
+                _check_real(hdu.data.dtype)
+            if len(maps) > 1:
+                return np.stack([np.asarray(h.data) for h in maps])
+            data = np.asarray(maps[0].data)
+            return data[None] if data.ndim == 2 else np.moveaxis(data, axis, 0)
+
+        ivar = mask = None
+        notes: list[str] = []
+        if "ivar" in companions:
+            ivar = clean_ivar(planes("ivar"))
+        elif "err" in companions:
+            ivar = ivar_from_err(planes("err"))
+        kind = "mask" if "mask" in companions else "dq" if "dq" in companions else None
+        if kind is not None:
+            mask, folded = mask_from_flags(planes(kind))
+            if folded:
+                notes.append(f"{companions[kind][0].name} flags above bit 15 folded into bit 15")
+        hdu = "+".join(f"{h.name},{h.ver}" if h.name else "PRIMARY" for h in hdus)
+        position = [(_fits_float(h, "RA_OBJ"), _fits_float(h, "DEC_OBJ")) for h in (header, primary)]
+        ra, dec = next((p for p in position if None not in p), (math.nan, math.nan))
+        identity = Identity(id=_fits_text(header, "OBJID") or _fits_text(primary, "OBJID") or _fits_id(header, primary),
+                            source=str(path), hdu=hdu, ra=ra, dec=dec, wcs=celestial_wcs(header))
+        return Extras(ivar, mask, identity, tuple(notes))
 
     def _select(self, hdul: Any) -> list[Any]:
         """The image HDUs to read (:attr:`FitsConfig.hdu`): the one asked for, else the science images."""
@@ -340,8 +532,9 @@ class FitsReader(Reader):
         else:
             if not with_data:
                 raise ValueError("no image data (only empty or table HDUs)")
-            chosen = [h for h in with_data if h.name.upper() not in AUXILIARY_EXTNAMES]
-            chosen = [h for h in chosen if h.name.upper() == "SCI"] or chosen
+            auxiliary = AUXILIARY_EXTNAMES | {n for n in (self.config.err, self.config.dq) if n}
+            chosen = [h for h in with_data if h.name.upper() not in auxiliary or h.name.upper() == self.config.sci]
+            chosen = [h for h in chosen if h.name.upper() == self.config.sci] or chosen
             if not chosen:
                 raise ValueError(f"no science image, only {listed} (choose one with hdu=NAME)")
         names = {h.name.upper() for h in chosen}
@@ -352,12 +545,13 @@ class FitsReader(Reader):
                              f"name no distinct bands: choose one with hdu={name},{chosen[0].ver}")
         return chosen
 
-    def _single(self, hdu: Any, primary: Any) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    def _single(self, hdu: Any, primary: Any) -> tuple[np.ndarray, tuple[str, ...] | None, int | None]:
+        """The image of one HDU, its band names, and the band axis of a cube (None for a 2-d image)."""
         data, hdr = hdu.data, hdu.header
         _check_real(data.dtype)
         if data.ndim == 2:
             name = _fits_text(hdr, "BAND1") or (_bands_list(hdr, 1) or [None])[0] or _band_keyword(hdr, primary)
-            return np.array(data[None], dtype=np.float32), _all_names([name])
+            return np.array(data[None], dtype=np.float32), _all_names([name]), None
         if data.ndim != 3:
             raise ValueError(f"{data.ndim}-d image of shape {data.shape}; expected 2-d or a 3-d cube")
         axis = _declared_band_axis(hdr, data.shape) if self.config.band_axis == "auto" else None
@@ -369,7 +563,7 @@ class FitsReader(Reader):
             names = _bands_list(hdr, len(image)) or _bands_list(primary, len(image)) or names
         if len(image) == 1 and names[0] is None:
             names = [_band_keyword(hdr, primary)]
-        return image, _all_names(names)
+        return image, _all_names(names), axis
 
     def _per_band(self, hdus: list[Any]) -> tuple[np.ndarray, tuple[str, ...] | None]:
         shapes = [tuple(reversed(_fits_axes(h.header))) for h in hdus]
@@ -387,15 +581,20 @@ class FitsReader(Reader):
 # -- arrays: HDF5 and NumPy ------------------------------------------------------------
 
 def _iter_stack(label: str, shape: tuple[int, ...], dtype: np.dtype, rows: Callable[[int, int], np.ndarray],
-                band_axis: str, bands: tuple[str, ...] | None, units: FileUnits) -> Iterator[Any]:
+                band_axis: str, bands: tuple[str, ...] | None, units: FileUnits,
+                maps: dict[str, Callable[[int, int], np.ndarray]] | None = None) -> Iterator[Any]:
     """Yield the images of an array of shape (H, W), (N, H, W), (N, C, H, W) or (N, H, W, C).
 
     ``rows(start, stop)`` reads a slice along the first axis; about
-    :data:`READ_BYTES` are read at a time.
+    :data:`READ_BYTES` are read at a time. With ``maps`` (arrays of the
+    same shape, read the same way: an inverse variance, a mask), each item
+    has a fifth element: those maps of the image, (C, H, W) each.
     """
     _check_real(dtype)
     if len(shape) == 2:  # a single image
-        yield label, np.array(rows(0, shape[0]), dtype=np.float32)[None], bands, units
+        image = np.array(rows(0, shape[0]), dtype=np.float32)[None]
+        yield (label, image, bands, units) + (() if maps is None else
+                                              ({k: np.asarray(m(0, shape[0]))[None] for k, m in maps.items()},))
         return
     if len(shape) == 3:
         axis = None
@@ -404,11 +603,17 @@ def _iter_stack(label: str, shape: tuple[int, ...], dtype: np.dtype, rows: Calla
     else:
         raise ValueError(f"array of shape {tuple(shape)}; expected (N, H, W), (N, C, H, W) or (N, H, W, C)")
     step = max(1, READ_BYTES // max(1, math.prod(shape[1:]) * dtype.itemsize))
+
+    def images(read: Callable[[int, int], np.ndarray], start: int, dtype: Any) -> np.ndarray:
+        block = np.asarray(read(start, min(start + step, shape[0])), dtype=dtype)
+        return block[:, None] if axis is None else np.moveaxis(block, axis, 1)  # (n, C, H, W)
+
     for start in range(0, shape[0], step):
-        block = np.asarray(rows(start, min(start + step, shape[0])), dtype=np.float32)
-        block = block[:, None] if axis is None else np.moveaxis(block, axis, 1)  # (n, C, H, W)
+        block = images(rows, start, np.float32)
+        extra = {kind: images(read, start, None) for kind, read in (maps or {}).items()}
         for k, image in enumerate(block):
-            yield f"{label}[{start + k}]", np.ascontiguousarray(image), bands, units
+            item = (f"{label}[{start + k}]", np.ascontiguousarray(image), bands, units)
+            yield item if maps is None else item + ({kind: m[k] for kind, m in extra.items()},)
 
 
 @dataclasses.dataclass
@@ -468,6 +673,16 @@ class HDF5Reader(Reader):
         file); the pixel scale from a ``pixel_scale`` attribute (``"0.2
         arcsec"``) and the flux unit from ``flux_unit`` or ``BUNIT``.
         """
+        for label, image, bands, units, _ in self._items(path, extras=False):
+            yield label, image, bands, units
+
+    def read_items(self, path: Path) -> Iterator[tuple[str, np.ndarray, tuple[str, ...] | None, FileUnits, Extras]]:
+        """Like :meth:`read_with_units`, with each image's :class:`Extras`: the file and dataset; with
+        ``layout="mmu"`` also ``image_ivar`` and ``image_mask`` (when the file has them), ``object_id``, ``ra``
+        and ``dec``; with ``layout="galaxiesml"`` ``object_id``, ``ra`` and ``dec``."""
+        yield from self._items(path, extras=True)
+
+    def _items(self, path: Path, *, extras: bool) -> Iterator[tuple[str, np.ndarray, Any, FileUnits, Any]]:
         h5py = require("h5py", "the hdf5 reader", "pip install 'galaug[astro]'")
 
         path = Path(path)
@@ -477,7 +692,7 @@ class HDF5Reader(Reader):
             raise ValueError(f"not a readable HDF5 file ({exc})") from None
         with f:
             if self.config.layout:
-                yield from self._layout(f, path)
+                yield from self._layout(f, path, extras)
                 return
             ds = f.get(self.config.dataset)
             if not isinstance(ds, h5py.Dataset):
@@ -494,11 +709,12 @@ class HDF5Reader(Reader):
             if quantity is not None and quantity.unit.physical_type not in ("angle", "length"):
                 quantity = None
             flux = _text(_h5_attr((ds, f), "flux_unit", "BUNIT"))
-            yield from _iter_stack(path.name, ds.shape, ds.dtype, lambda a, b: ds[a:b],
-                                   self.config.band_axis, bands, FileUnits(quantity, flux))
+            identity = Identity(source=str(path), hdu=ds.name.lstrip("/")) if extras else None
+            for item in _iter_stack(path.name, ds.shape, ds.dtype, lambda a, b: ds[a:b],
+                                    self.config.band_axis, bands, FileUnits(quantity, flux)):
+                yield (*item, Extras(identity=identity))
 
-
-    def _layout(self, f: Any, path: Path) -> Iterator[tuple[str, np.ndarray, tuple[str, ...] | None, FileUnits]]:
+    def _layout(self, f: Any, path: Path, extras: bool) -> Iterator[tuple[str, np.ndarray, Any, FileUnits, Any]]:
         """The images of a survey layout: bands, pixel scale and object ids from its own members."""
         import h5py
 
@@ -530,15 +746,40 @@ class HDF5Reader(Reader):
             pixel_scale = _text(_h5_attr((images, f), "pixel_scale"))
             if pixel_scale:
                 scale = u.Quantity(pixel_scale)
-        ids = f.get("object_id")
-        ids = np.asarray(ids[()]) if isinstance(ids, h5py.Dataset) and len(ids) == images.shape[0] else None
+
+        def column(name: str) -> np.ndarray | None:
+            found = f.get(name)
+            ok = isinstance(found, h5py.Dataset) and found.ndim == 1 and len(found) == images.shape[0]
+            return np.asarray(found[()]) if ok else None
+
+        ids = column("object_id")
+        maps: dict[str, Callable[[int, int], np.ndarray]] = {}
+        if extras and self.config.layout == "mmu":
+            for kind, name in (("ivar", "image_ivar"), ("mask", "image_mask")):
+                found = f.get(name)
+                if isinstance(found, h5py.Dataset):
+                    if found.shape != images.shape:
+                        raise ValueError(f"{name} of shape {found.shape} does not match images of {images.shape}")
+                    maps[kind] = lambda a, z, found=found: found[a:z]
+        ra, dec = (column("ra"), column("dec")) if extras else (None, None)
         units = FileUnits(scale, _text(_h5_attr((images, f), "flux_unit", "BUNIT")))
-        for label, image, b, unit in _iter_stack(path.name, images.shape, images.dtype, lambda a, z: images[a:z],
-                                                 "first", bands, units):
-            if ids is not None:
-                row = int(label.rpartition("[")[2][:-1])
-                label = f"{label} {_text(ids[row]) or ids[row]}"
-            yield label, image, b, unit
+        hdu = images.name.lstrip("/")
+        for label, image, b, unit, *rest in _iter_stack(path.name, images.shape, images.dtype,
+                                                        lambda a, z: images[a:z], "first", bands, units, maps or None):
+            row = int(label.rpartition("[")[2][:-1])
+            name = None if ids is None else (_text(ids[row]) or str(ids[row]))
+            if name is not None:
+                label = f"{label} {name}"
+            if not extras:
+                yield label, image, b, unit, None
+                continue
+            found = rest[0] if rest else {}
+            mask, folded = mask_from_flags(found["mask"]) if "mask" in found else (None, False)
+            position = (float(ra[row]), float(dec[row])) if ra is not None and dec is not None else (math.nan,) * 2
+            identity = Identity(id=name or "", source=str(path), hdu=hdu, ra=position[0], dec=position[1])
+            yield label, image, b, unit, Extras(
+                ivar=clean_ivar(found["ivar"]) if "ivar" in found else None, mask=mask, identity=identity,
+                notes=("image_mask flags above bit 15 folded into bit 15",) if folded else ())
 
 
 @dataclasses.dataclass

@@ -5,7 +5,9 @@ at position angle ``beta``, shifted to ``(x, y)``, convolved with the
 instrument PSF and integrated over pixels (``drawImage(method="auto")``).
 The defaults follow the published study: x, y ~ U(-1, 1) arcsec,
 half-light radius ~ U(1, 4) arcsec, n ~ U(1, 4), q ~ U(0.4, 1),
-beta ~ U(0, pi), flux fixed.
+beta ~ U(0, pi), flux fixed. To put the fluxes on a survey's scale, draw
+AB magnitudes (``mag_range``) with the ``zero_point`` of ``flux_unit``,
+and multiply every pixel by ``flux_scale``; ``band_flux`` is the colour.
 """
 
 from __future__ import annotations
@@ -51,16 +53,22 @@ class SersicConfig:
     n_range: tuple[float, float] = (1.0, 4.0)
     q_range: tuple[float, float] = (0.4, 1.0)
     beta_range: tuple[float, float] = (0.0, math.pi)
-    #: total flux (before the stamp cuts the wings), used when flux_range is empty
+    #: total flux (before the stamp cuts the wings and before flux_scale), used without flux_range and mag_range
     flux: float = 1000.0
     #: draw flux ~ U(min, max) instead of the fixed value
     flux_range: tuple[float, ...] = ()
+    #: draw an AB magnitude ~ U(min, max) instead, flux = 10**((zero_point - mag) / 2.5)
+    mag_range: tuple[float, ...] = ()
+    #: AB magnitude of one flux_unit (31.4 for nJy, 22.5 for nanomaggies); needed with mag_range
+    zero_point: float | None = None
     flux_unit: str = "adu"
+    #: every pixel (galaxy and noise) multiplied by this at the end, e.g. a gain; the flux param includes it
+    flux_scale: float = 1.0
     psf: Literal["gaussian", "moffat", "none"] = "gaussian"
     #: PSF full width at half maximum, arcsec
     psf_fwhm: float = 1.0
     psf_beta: float = 3.5
-    #: Gaussian pixel noise (0: noiseless, as in the study's latent experiment)
+    #: Gaussian pixel noise in flux_unit, before flux_scale (0: noiseless, as in the study's latent experiment)
     noise_std: float = 0.0
 
     def __post_init__(self) -> None:
@@ -82,6 +90,16 @@ class SersicConfig:
             if len(self.flux_range) != 2:
                 raise ValueError("flux_range must be empty or (min, max)")
             _check_range("flux_range", tuple(self.flux_range), low=0.0)  # type: ignore[arg-type]
+        if self.mag_range:
+            if len(self.mag_range) != 2 or self.flux_range:
+                raise ValueError("mag_range must be empty or (min, max), and not given with flux_range")
+            _check_range("mag_range", tuple(self.mag_range), low=-50.0, high=100.0)  # type: ignore[arg-type]
+            if self.zero_point is None:
+                raise ValueError("mag_range needs zero_point: the AB magnitude of one flux_unit (31.4 for nJy)")
+        if self.zero_point is not None and not math.isfinite(self.zero_point):
+            raise ValueError("zero_point must be finite")
+        if not (math.isfinite(self.flux_scale) and self.flux_scale > 0):
+            raise ValueError(f"flux_scale must be positive, got {self.flux_scale}")
         if self.psf != "none" and self.psf_fwhm <= 0:
             raise ValueError("psf_fwhm must be positive")
         if self.noise_std < 0:
@@ -99,7 +117,11 @@ def _psf(config: SersicConfig):
 
 
 def draw_sersic(params: Sequence[float], config: SersicConfig, *, noise_seed: int | None = None) -> np.ndarray:
-    """Draw one (C, H, W) image from its seven parameters (x, y, r_half, n, q, beta, flux)."""
+    """Draw one (C, H, W) image from its seven parameters (x, y, r_half, n, q, beta, flux).
+
+    ``flux`` is the flux in the images (``flux_scale`` included); the noise
+    is ``noise_std * flux_scale``.
+    """
     galsim = require("galsim", "the sersic source", _INSTALL)
 
     x, y, r_half, n, q, beta, flux = (float(p) for p in params)
@@ -114,7 +136,7 @@ def draw_sersic(params: Sequence[float], config: SersicConfig, *, noise_seed: in
     out = np.stack([image * np.float32(s) for s in scales])
     if config.noise_std > 0:
         rng = np.random.default_rng(noise_seed)
-        out += rng.normal(0.0, config.noise_std, size=out.shape).astype(np.float32)
+        out += rng.normal(0.0, config.noise_std * config.flux_scale, size=out.shape).astype(np.float32)
     return out
 
 
@@ -134,9 +156,15 @@ class Sersic(Simulator):
         """The seven parameters of ``row`` and its noise seed; they depend only on (seed, row)."""
         c = self.config
         rng = np.random.default_rng([seed, row])
-        flux = rng.uniform(*c.flux_range) if c.flux_range else c.flux
+        if c.flux_range:
+            flux = rng.uniform(*c.flux_range)
+        elif c.mag_range:
+            flux = 10 ** ((c.zero_point - rng.uniform(*c.mag_range)) / 2.5)
+        else:
+            flux = c.flux
         params = np.array([rng.uniform(*c.x_range), rng.uniform(*c.y_range), rng.uniform(*c.r_half_range),
-                           rng.uniform(*c.n_range), rng.uniform(*c.q_range), rng.uniform(*c.beta_range), flux])
+                           rng.uniform(*c.n_range), rng.uniform(*c.q_range), rng.uniform(*c.beta_range),
+                           flux * c.flux_scale])
         return params, int(rng.integers(2**63))
 
     def draw(self, rows: Sequence[int], *, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -45,6 +45,10 @@ class AlaeConfig:
     fmap_max: int = 256
     disc_layers: int = 3
     batch_size: int = 32
+    #: images a process runs through the networks at once: each update accumulates its gradients over
+    #: micro-batches of this size (the last may be smaller) and steps once, so peak memory follows micro_batch,
+    #: not batch_size; unset: the whole batch at once
+    micro_batch: int | None = None
     steps: int = 20000
     lr: float = 0.002
     beta1: float = 0.0
@@ -97,6 +101,8 @@ class AlaeConfig:
                      "checkpoint_every", "keep_checkpoints", "sample_every", "log_every", "level_steps", "r1_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.micro_batch is not None and not 1 <= self.micro_batch <= self.batch_size:
+            raise ValueError(f"micro_batch must be from 1 to batch_size ({self.batch_size}), got {self.micro_batch}")
         if self.loader_workers < 0:
             raise ValueError("loader_workers must be at least 0")
         if self.disc_layers < 2:
@@ -195,20 +201,32 @@ class Alae(Generator):
         return AlaeModel.from_checkpoint(load_checkpoint(Path(run_dir), checkpoint=checkpoint), device=device)
 
 
-def _mixed_styles(nets: Nets, z: torch.Tensor, level: int, mixing: float, *, mapping,
-                  part: slice = slice(None), batch: int | None = None) -> torch.Tensor:
-    """Styles from F(z); with probability ``mixing`` the layers after a random cut come from another z.
+def _style_mixing(z: torch.Tensor, level: int, mixing: float, *, part: slice = slice(None),
+                  batch: int | None = None) -> tuple[int, torch.Tensor] | None:
+    """The random part of style mixing: with probability ``mixing``, a random cut and a second z; else None.
 
     ``z`` is this rank's ``part`` of a global batch of ``batch``; the second
     z is drawn for the whole global batch and sliced the same way.
     """
-    w = mapping(z)
-    styles = _styles(w, nets.G.num_layers).clone()
     if mixing > 0 and float(torch.rand(())) < mixing:
         cut = int(torch.randint(1, 2 * (level + 1), ())) if level > 0 else 1
-        z2 = torch.randn(batch or len(z), z.shape[1], device=z.device)[part]
+        return cut, torch.randn(batch or len(z), z.shape[1], device=z.device)[part]
+    return None
+
+
+def _mixed_styles(nets: Nets, z: torch.Tensor, mix: tuple[int, torch.Tensor] | None, *, mapping) -> torch.Tensor:
+    """Styles from F(z), the layers from the cut of ``mix`` (:func:`_style_mixing`) on from F of its second z."""
+    styles = _styles(mapping(z), nets.G.num_layers).clone()
+    if mix is not None:
+        cut, z2 = mix
         styles[:, cut:] = mapping(z2)[:, None, :]
     return styles
+
+
+def _micro_batches(rows: int, size: int | None) -> list[slice]:
+    """``rows`` in consecutive slices of ``size`` (the last may be shorter); one slice when ``size`` is None."""
+    size = size or rows
+    return [slice(i, min(i + size, rows)) for i in range(0, rows, size)]
 
 
 def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device: torch.device, seed: int,
@@ -268,8 +286,11 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
             level, alpha = _schedule(cfg, net, step)
             x = _prepare(x, transform, cfg, net, level, alpha)
             b = cfg.batch_size
-            logs = _train_step(nets, opt_ed, opt_fg, x, cfg, level, alpha, b, r1=step % cfg.r1_every == 0, part=part,
-                               transform=transform)
+            try:
+                logs = _train_step(nets, opt_ed, opt_fg, x, cfg, level, alpha, b, r1=step % cfg.r1_every == 0,
+                                   part=part, transform=transform)
+            except (torch.OutOfMemoryError, MemoryError):
+                raise GalaugError(_out_of_memory(cfg, step, device, rows=len(x))) from None
             with torch.no_grad():  # EMA of F and G, running mean of w
                 for ema, live in ((nets.F_ema, nets.F), (nets.G_ema, nets.G)):
                     for pe, pl in zip(ema.parameters(), live.parameters()):
@@ -292,6 +313,16 @@ def train_alae(cfg: AlaeConfig, *, data: Path, run_dir: Path, steps: int, device
                 run.save({"config": config_to_dict(cfg), "layout": layout_record(ds), "nets": nets.state_dict(),
                           "opt_ed": opt_ed.state_dict(), "opt_fg": opt_fg.state_dict(),
                           "transform": transform.state_dict(), "seed": seed}, number=done, keep=cfg.keep_checkpoints)
+
+
+def _out_of_memory(cfg: AlaeConfig, step: int, device: torch.device, *, rows: int) -> str:
+    """What to do when a training step runs out of memory: smaller micro-batches, the same batch."""
+    m = min(cfg.micro_batch or rows, rows)
+    where = f"out of {device.type} memory in step {step}, with {m} images through the networks at once"
+    if m == 1:
+        return f"{where}: micro_batch is 1 already; use a smaller network or a device with more memory"
+    return (f"{where}: set micro_batch={m // 2} or lower (the same batch of {cfg.batch_size} in micro-batches: "
+            "the same training up to float rounding, less memory, more time)")
 
 
 def _optimizers(nets: Nets, cfg: AlaeConfig, state: dict | None = None) -> tuple[torch.optim.Adam, torch.optim.Adam]:
@@ -342,22 +373,33 @@ def _to_data(y: torch.Tensor, transform: IntensityTransform, cfg: AlaeConfig,
     return x
 
 
-def _as_seen(y: torch.Tensor, transform: IntensityTransform | None, cfg: AlaeConfig, *, level: int, levels: int,
-             batch: int, part: slice) -> torch.Tensor:
+def _as_seen(y: torch.Tensor, transform: IntensityTransform | None, cfg: AlaeConfig,
+             sky: torch.Tensor | None) -> torch.Tensor:
     """G's output as E sees it in training, in stretched units like the real images.
 
-    With ``sky_noise = "data"`` the image goes to data units, gets sky noise
-    (drawn for the global batch and sliced, like every draw; at a lower
-    progressive level the noise of 2x2-averaged pixels, half as strong per
-    level) and is stretched again; otherwise it is only bounded (or left as
-    it is, as before these options).
+    With ``sky`` (:func:`_sky_draw`) the image goes to data units, gets
+    that sky noise and is stretched again; otherwise it is only bounded (or
+    left as it is, as before these options).
     """
     if transform is None:
         return y
-    if cfg.sky_noise == "data" and transform.sky_sigma is not None:
-        sky = torch.randn(batch, *y.shape[1:], device=y.device)[part] * 2.0 ** (level + 1 - levels)
+    if sky is not None:
         return transform.forward(_to_data(y.float(), transform, cfg, sky))
     return transform.bound(y) if cfg.output_bound else y
+
+
+def _sky_draw(transform: IntensityTransform | None, cfg: AlaeConfig, net: NetConfig, *, level: int, batch: int,
+              part: slice, device) -> torch.Tensor | None:
+    """Unit sky noise for the generated images of one update (``sky_noise = "data"``), or None.
+
+    Drawn for the global batch and sliced, like every draw; at a lower
+    progressive level it is the noise of 2x2-averaged pixels, half as
+    strong per level.
+    """
+    if transform is None or cfg.sky_noise != "data" or transform.sky_sigma is None:
+        return None
+    r = net.resolution(level)
+    return torch.randn(batch, net.bands, r, r, device=device)[part] * 2.0 ** (level + 1 - net.levels)
 
 
 def _train_step(nets: Nets, opt_ed, opt_fg, x: torch.Tensor, cfg: AlaeConfig, level: int, alpha: float,
@@ -369,61 +411,108 @@ def _train_step(nets: Nets, opt_ed, opt_fg, x: torch.Tensor, cfg: AlaeConfig, le
     are averaged over processes (:func:`galaug.distributed.average_gradients`)
     before each optimiser step. Generated images reach E as the real ones
     do (:func:`_as_seen`: bounded, with sky noise in data units).
+
+    Each update draws its z, style mixing and noise first, then runs this
+    process's rows through the networks in micro-batches of
+    ``cfg.micro_batch``, each loss scaled by its share of the rows, and
+    steps once on the summed gradients: the gradients of the whole batch up
+    to the order of float sums, while only one micro-batch's activations
+    (and R1's double-backward graph) are held at a time.
     """
     d = nets.F.layers[0].weight.shape[1]
+    net = nets.G.cfg
     dev = x.device
+    n = len(x)
+    chunks = _micro_batches(n, cfg.micro_batch)
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
 
-    def noise() -> list[torch.Tensor]:
-        return [n[part] for n in nets.G.random_noise(b, level, device=dev)]
+    def draws() -> tuple[torch.Tensor, tuple[int, torch.Tensor] | None]:
+        """z and the style mixing of one update, this process's rows."""
+        z = torch.randn(b, d, device=dev)[part]
+        return z, _style_mixing(z, level, cfg.style_mixing, part=part, batch=b)
 
-    def generated(styles: torch.Tensor) -> torch.Tensor:
-        y = nets.G(styles, noise(), level=level, alpha=alpha)
-        return _as_seen(y, transform, cfg, level=level, levels=nets.G.cfg.levels, batch=b, part=part)
+    def noise_draws() -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """G's noise maps and the sky noise of one update, this process's rows."""
+        noise = [m[part] for m in nets.G.random_noise(b, level, device=dev)]
+        return noise, _sky_draw(transform, cfg, net, level=level, batch=b, part=part, device=dev)
 
-    def step(opts, loss, *modules) -> None:
-        """Backward, gradients of ``modules`` averaged over processes, then each optimiser of ``opts``."""
+    def generated(styles: torch.Tensor, noise, sky, rows: slice) -> torch.Tensor:
+        y = nets.G(styles, [m[rows] for m in noise], level=level, alpha=alpha)
+        return _as_seen(y, transform, cfg, None if sky is None else sky[rows])
+
+    def rows_of(mix, rows: slice):
+        return None if mix is None else (mix[0], mix[1][rows])
+
+    def step(opts, losses, *modules) -> None:
+        """Gradients of ``losses(rows)`` summed over the micro-batches, each scaled by its share of the rows,
+        then averaged over processes, then one step of each optimiser of ``opts``."""
         for opt in opts:
             opt.zero_grad(set_to_none=True)
-        loss.backward()
+        for rows in chunks:
+            (losses(rows) * ((rows.stop - rows.start) / n)).backward()
         distributed.average_gradients([p for m in modules for p in m.parameters()])
         for opt in opts:
             opt.step()
 
+    # logs: loss_d, loss_r1, loss_g, loss_lae, mean D(E(x)) and D(E(G(z))), each a mean over the rows
+    logs = torch.zeros(6, device=dev)
+
+    def log(i: int, rows: slice, *values: torch.Tensor) -> None:
+        logs[i:i + len(values)] += torch.stack(values).detach().float() * ((rows.stop - rows.start) / n)
+
     # 1. E and D: real vs fake in w-space, with R1 on the real images
     nets.train_only(nets.E, nets.D)
-    z = torch.randn(b, d, device=dev)[part]
-    with torch.no_grad(), autocast:
-        fake = generated(_mixed_styles(nets, z, level, cfg.style_mixing, mapping=nets.F, part=part, batch=b))
+    z, mix = draws()
+    noise, sky = noise_draws()
     penalise = r1 and cfg.r1_gamma > 0
-    x = x.detach().requires_grad_(penalise)
-    with autocast:
-        d_real = nets.D(nets.E(x, level=level, alpha=alpha)).float()
-        d_fake = nets.D(nets.E(fake, level=level, alpha=alpha)).float()
-    loss_d = F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
-    loss_r1 = torch.zeros((), device=dev)
-    if penalise:
-        (grad,) = torch.autograd.grad(d_real.sum(), x, create_graph=True)
-        loss_r1 = grad.float().pow(2).sum(dim=(1, 2, 3)).mean()
-    step((opt_ed,), loss_d + cfg.r1_gamma / 2 * cfg.r1_every * loss_r1, nets.E, nets.D)
+
+    def loss_ed(rows: slice) -> torch.Tensor:
+        with torch.no_grad(), autocast:
+            fake = generated(_mixed_styles(nets, z[rows], rows_of(mix, rows), mapping=nets.F), noise, sky, rows)
+        real = x[rows].detach().requires_grad_(penalise)
+        with autocast:
+            d_real = nets.D(nets.E(real, level=level, alpha=alpha)).float()
+            d_fake = nets.D(nets.E(fake, level=level, alpha=alpha)).float()
+        loss_d = F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
+        loss_r1 = torch.zeros((), device=dev)
+        if penalise:
+            (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+            loss_r1 = grad.float().pow(2).sum(dim=(1, 2, 3)).mean()
+        log(0, rows, loss_d, loss_r1)
+        log(4, rows, d_real.mean(), d_fake.mean())
+        return loss_d + cfg.r1_gamma / 2 * cfg.r1_every * loss_r1
+
+    step((opt_ed,), loss_ed, nets.E, nets.D)
     # 2. F and G against the frozen E and D
     nets.train_only(nets.F, nets.G)
-    z = torch.randn(b, d, device=dev)[part]
-    with autocast:
-        fake = generated(_mixed_styles(nets, z, level, cfg.style_mixing, mapping=nets.F, part=part, batch=b))
-        loss_g = F.softplus(-nets.D(nets.E(fake, level=level, alpha=alpha)).float()).mean()
-    step((opt_fg,), loss_g, nets.F, nets.G)
+    z, mix = draws()
+    noise, sky = noise_draws()
+
+    def loss_fg(rows: slice) -> torch.Tensor:
+        with autocast:
+            fake = generated(_mixed_styles(nets, z[rows], rows_of(mix, rows), mapping=nets.F), noise, sky, rows)
+            loss_g = F.softplus(-nets.D(nets.E(fake, level=level, alpha=alpha)).float()).mean()
+        log(2, rows, loss_g)
+        return loss_g
+
+    step((opt_fg,), loss_fg, nets.F, nets.G)
     # 3. latent reconstruction E(G(w)) = w, updating G and E (w = F(z) held fixed, as in ALAE)
     nets.train_only(nets.G, nets.E)
     z = torch.randn(b, d, device=dev)[part]
     with torch.no_grad(), autocast:
         w = nets.F(z).float()
-    with autocast:
-        rec = nets.E(generated(_styles(w, nets.G.num_layers)), level=level, alpha=alpha).float()
-    loss_lae = (rec - w).pow(2).mean()
-    step((opt_fg, opt_ed), loss_lae, nets.G, nets.E)
+    noise, sky = noise_draws()
+
+    def loss_ge(rows: slice) -> torch.Tensor:
+        with autocast:
+            rec = nets.E(generated(_styles(w[rows], nets.G.num_layers), noise, sky, rows), level=level,
+                         alpha=alpha).float()
+        loss_lae = (rec - w[rows]).pow(2).mean()
+        log(3, rows, loss_lae)
+        return loss_lae
+
+    step((opt_fg, opt_ed), loss_ge, nets.G, nets.E)
     nets.train_only(nets.F, nets.G, nets.E, nets.D)
-    logs = torch.stack([loss_d, loss_r1, loss_g, loss_lae, d_real.mean(), d_fake.mean()]).detach().float()
     # the mean over ranks: logs, and the running mean of w that every rank must keep equal
     merged = distributed.all_mean(torch.cat([logs, w.mean(0).float()]))
     names = ("loss_d", "loss_r1", "loss_g", "loss_lae", "d_real", "d_fake")

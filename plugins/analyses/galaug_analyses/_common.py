@@ -12,7 +12,11 @@ from galaug.data import Dataset
 from galaug.generators import load_generator
 from galaug.runs import Run
 
-__all__ = ["load_run", "training_data", "sersic_geometry", "band_index", "check_alike", "sample", "decode"]
+__all__ = ["load_run", "training_data", "sersic_geometry", "sersic_unit", "band_index", "check_alike", "sample",
+           "decode"]
+
+#: Units of the fitted Sersic parameters (galaug.fitting.FitResult.params) but the flux, which is the data's.
+_SERSIC_UNITS = {"x": "arcsec", "y": "arcsec", "r_half": "arcsec", "n": "", "q": "", "beta": "rad"}
 
 
 def load_run(path: Path, *, device: str):
@@ -42,6 +46,13 @@ def sersic_geometry(ds: Dataset | None) -> dict[str, Any]:
             cfg = entry.get("config") or {}
             return {k: cfg[k] for k in ("psf", "psf_fwhm", "noise_std") if k in cfg}
     return {}
+
+
+def sersic_unit(name: str, flux_unit: str | None) -> str:
+    """The unit of fitted Sersic parameter ``name`` for an axis label: arcsec, rad, the data's flux unit, or ``""``."""
+    if name == "flux":
+        return flux_unit or "data units"
+    return _SERSIC_UNITS.get(name, "")
 
 
 def band_index(bands: tuple[str, ...], band: str) -> int:

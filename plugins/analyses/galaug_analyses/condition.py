@@ -30,7 +30,7 @@ from galaug.fitting import fit_sersic
 from galaug.kinds import Analysis
 from galaug.progress import progress
 from galaug.sources.sersic import PARAM_NAMES
-from galaug.viz import pyplot
+from galaug.viz import axis_label, pyplot, role_colour
 
 from galaug_analyses._common import band_index, load_run, sersic_geometry, training_data
 
@@ -169,7 +169,8 @@ class ConditionCheck(Analysis):
                 "n_measured": int(np.isfinite(measured).sum()), "n_samples": len(requested)}
             panels.append((p, requested, measured, column, ctrl_measured[p], rho, ceiling))
         results["table"] = table(results)
-        self._figure(panels, out_dir / "condition_check.png", how)
+        units = {p: control.param_units[control.param_names.index(p)] if control.param_units else "" for p in checked}
+        self._figure(panels, out_dir / "condition_check.png", how, units=units)
         results["figures"] = ["condition_check.png"]
         results["captions"] = {"condition_check.png": CAPTION}
         return results
@@ -219,19 +220,19 @@ class ConditionCheck(Analysis):
         return by_moments
 
     @staticmethod
-    def _figure(panels, path: Path, how: str) -> None:
+    def _figure(panels, path: Path, how: str, *, units: dict[str, str]) -> None:
         plt = pyplot()
         fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.4), squeeze=False)
         for ax, (p, requested, measured, truth, ctrl, rho, ceiling) in zip(axes[0], panels):
-            ax.scatter(truth, ctrl, s=5, color="0.7", label=f"control (real): rho {_fmt(ceiling)}")
+            ax.scatter(truth, ctrl, s=5, color=role_colour("control"), label=f"control (real): rho {_fmt(ceiling)}")
             jitter = np.ptp(requested) * 0.01 * np.random.default_rng(0).standard_normal(len(requested))
-            ax.scatter(requested + jitter, measured, s=5, color="C0", alpha=0.6,
+            ax.scatter(requested + jitter, measured, s=5, color=role_colour("generated"), alpha=0.6,
                        label=f"generated: rho {_fmt(rho)}")
             lo = np.nanmin([requested.min(), np.nanmin(truth)])
             hi = np.nanmax([requested.max(), np.nanmax(truth)])
             ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, ls="--")
-            ax.set_xlabel(f"requested / true {p}")
-            ax.set_ylabel(f"measured {p} ({how})")
+            ax.set_xlabel(axis_label(f"requested / true {p}", units.get(p)))
+            ax.set_ylabel(axis_label(f"measured {p}, by {how}", units.get(p)))
             if np.all(requested > 0) and requested.max() > 20 * requested.min():
                 ax.set_xscale("log")
                 ax.set_yscale("log")

@@ -233,17 +233,23 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def _cell(v: float | None) -> str:
-    return "-" if v is None else f"{v:+.3g}"
+def _signed_format(values: list[float | None]):
+    """One signed number format for ``values`` (a column, in one unit): ``+12.30`` beside ``-0.04``, never
+    ``+1.23e+03`` beside ``+12.3``; None is ``-``."""
+    from galaug.experiment_summary import table_format
+
+    fmt = table_format([v for v in values if v is not None])
+    return lambda v: "-" if v is None else ("+" + fmt(abs(v)) if v >= 0 else fmt(v))
 
 
 def table(results: dict[str, Any]) -> str:
     """Median change of every fitted parameter per +1 sigma along each w* (Markdown), with rho and the sign check."""
     lines = ["| edited | rho | " + " | ".join(f"Δ{m}" for m in PARAM_NAMES) + " | sign |",
              "|---|---|" + "---|" * len(PARAM_NAMES) + "---|"]
+    fmt = {m: _signed_format([p["per_sigma"][m] for p in results["parameters"].values()]) for m in PARAM_NAMES}
     for name, p in results["parameters"].items():
         sign = ("ok" if p["sign_ok"] else "FAIL") if p["sign_required"] else ("(ok)" if p["sign_ok"] else "(no)")
-        cells = " | ".join(_cell(p["per_sigma"][m]) for m in PARAM_NAMES)
+        cells = " | ".join(fmt[m](p["per_sigma"][m]) for m in PARAM_NAMES)
         lines.append(f"| {name} | {_fmt(p['spearman_rho'])} | {cells} | {sign} |")
     return "\n".join(lines)
 
@@ -252,7 +258,8 @@ def steps_table(results: dict[str, Any]) -> str:
     """Median change of each edited parameter itself at every step (Markdown)."""
     steps = results["steps"]
     lines = ["| edited | " + " | ".join(f"{s:+g}σ" for s in steps) + " |", "|---|" + "---|" * len(steps)]
-    for name, p in results["parameters"].items():
+    for name, p in results["parameters"].items():  # a row per parameter, in its own units: one format a row
         own = p["median_change"].get(name, [None] * len(steps))
-        lines.append(f"| {name} | " + " | ".join(_cell(v) for v in own) + " |")
+        fmt = _signed_format(own)
+        lines.append(f"| {name} | " + " | ".join(fmt(v) for v in own) + " |")
     return "\n".join(lines)

@@ -123,21 +123,27 @@ class Interpolate(Analysis):
                 save_grid(fade.astype(np.float32), out_dir / "crossfade.png", channels=channels, ncols=cfg.k,
                           title="The same corners cross-faded in pixel space")
         latent_max = [g["latent"]["max_step_over_even"] for g in grids]
+        pixel_max = float(np.mean([g["pixel_crossfade"]["max_step_over_even"] for g in grids]))
+        corners = "encodings of four images" if cfg.corners == "encode" else "drawn at random"
         return {
             "k": cfg.k, "corners": cfg.corners, "rows": cfg.rows if cfg.corners == "encode" else None,
             "checkpoint_step": model.step, "grids": grids,
             "max_step_over_even": float(np.mean(latent_max)),
-            "pixel_crossfade_max_step_over_even": float(np.mean([g["pixel_crossfade"]["max_step_over_even"]
-                                                                 for g in grids])),
+            "pixel_crossfade_max_step_over_even": pixel_max,
             "ratio_to_crossfade": float(np.mean([g["ratio"] for g in grids])),
             "figures": ["interpolation.png", "crossfade.png"],
-            "captions": {"interpolation.png": "Bilinear interpolation in w between four corner latents, every grid "
-                                              "point decoded with the same noise: galaxies should change smoothly.",
-                         "crossfade.png": "The same corners blended in pixel space, for comparison: smooth by "
-                                          "construction, but the middle images are superpositions, not galaxies."},
+            # what the figures (grid 0) show, measured: the largest step between neighbours against an even one
+            "captions": {"interpolation.png": f"Bilinear interpolation in w between four corner latents "
+                                              f"({corners}), every grid point decoded with the same noise; the "
+                                              f"largest step between neighbouring images is "
+                                              f"{grids[0]['latent']['max_step_over_even']:.2f} times an even step.",
+                         "crossfade.png": "The same corners blended in pixel space: the images between the "
+                                          "corners are weighted sums of the corner images; the largest step is "
+                                          f"{grids[0]['pixel_crossfade']['max_step_over_even']:.2f} times an "
+                                          "even step."},
             "table": (f"| grid path | largest step / even step |\n|---|---|\n"
                       f"| latent (w) interpolation | {np.mean(latent_max):.2f} |\n"
-                      f"| pixel cross-fade | {np.mean([g['pixel_crossfade']['max_step_over_even'] for g in grids]):.2f} |"),
+                      f"| pixel cross-fade | {pixel_max:.2f} |"),
         }
 
     def _encoded(self, model, data: Path) -> np.ndarray:

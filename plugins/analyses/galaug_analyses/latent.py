@@ -24,9 +24,10 @@ from galaug.devices import device_name
 from galaug.fitting import FitResult, fit_sersic
 from galaug.kinds import Analysis
 from galaug.sources.sersic import PARAM_NAMES
-from galaug.viz import pyplot, save_grid
+from galaug.viz import axis_label, pyplot, role_colour, save_grid
 
-from galaug_analyses._common import band_index, decode, load_run, sample, sersic_geometry, training_data
+from galaug_analyses._common import (band_index, decode, load_run, sample, sersic_geometry, sersic_unit,
+                                     training_data)
 
 __all__ = ["LatentStructureConfig", "LatentStructure", "Ordering", "order_latents", "rank_correlation"]
 
@@ -290,7 +291,7 @@ class LatentStructure(Analysis):
         results["latent_dim"] = int(latents.shape[1])
         results["run"] = _run_identity(inputs[0], model)
         results["control"] = self._control(control_ds, len(inputs) == 2, model, fit, out_dir=out_dir)
-        self._figures(drawn["images"][ok], values, orderings, out_dir)
+        self._figures(drawn["images"][ok], values, orderings, out_dir, flux_unit=model.layout.flux_unit)
         results["table"] = table(results)
         results["figures"] = [f for f in CAPTIONS if (out_dir / f).exists()]
         results["captions"] = {f: CAPTIONS[f] for f in results["figures"]}
@@ -356,13 +357,14 @@ class LatentStructure(Analysis):
                 err = (err + np.pi / 2) % np.pi - np.pi / 2
             per[name] = {"spearman_rho_fit_vs_true": rank_correlation(f.params[ok, i], truth[ok, i]),
                          "median_abs_error": float(np.median(np.abs(err)))}
-        self._control_figure(f.params[ok], truth[ok], out_dir / "control.png")
+        self._control_figure(f.params[ok], truth[ok], out_dir / "control.png", flux_unit=model.layout.flux_unit)
         return {"data": str(ds.path), "n": len(ok), "n_failed": f.n_failed,
                 "chi2_reduced_median": float(np.nanmedian(f.chi2_reduced[ok])), "parameters": per}
 
     # ---------------------------------------------------------------- figures
 
-    def _figures(self, images: np.ndarray, values: np.ndarray, orderings: dict, out_dir: Path) -> None:
+    def _figures(self, images: np.ndarray, values: np.ndarray, orderings: dict, out_dir: Path, *,
+                 flux_unit: str | None) -> None:
         plt = pyplot()
         fig, axes = plt.subplots(2, 4, figsize=(13, 6))
         for ax, (i, name) in zip(axes.flat, enumerate(PARAM_NAMES)):
@@ -370,9 +372,9 @@ class LatentStructure(Analysis):
             if isinstance(o, Exception):
                 ax.set_title(f"{name}: {o}", fontsize=7)
                 continue
-            ax.scatter(o.projection, values[:, i], s=3, alpha=0.5)
-            ax.set_xlabel(f"projection on w*({name})")
-            ax.set_ylabel(f"fitted {name}")
+            ax.scatter(o.projection, values[:, i], s=3, alpha=0.5, color=role_colour("generated"))
+            ax.set_xlabel(axis_label(f"projection on w*({name})", f"{self.config.space} units"))
+            ax.set_ylabel(axis_label(f"fitted {name}", sersic_unit(name, flux_unit)))
             ax.set_title(f"{name}: acc {o.accuracy:.2f}, rho {_fmt(o.spearman_rho)}", fontsize=9)
         axes.flat[-1].set_axis_off()
         fig.suptitle(f"Fitted Sersic parameters against the latent projection ({self.config.space}-space)")
@@ -401,11 +403,14 @@ class LatentStructure(Analysis):
             if name not in curves:
                 ax.set_axis_off()
                 continue
-            for row in curves[name]:
-                ax.plot(t, row, marker=".", lw=1)
-            ax.set_xlabel(f"step along w*({name}) [std of projection]")
-            ax.set_ylabel(f"fitted {name}")
-        axes.flat[-1].set_axis_off()
+            for k, row in enumerate(curves[name]):  # the same colour for latent k in every panel
+                ax.plot(t, row, marker=".", lw=1, color=f"C{k % 10}", label=f"latent {k + 1}")
+            ax.set_xlabel(axis_label(f"step along w*({name})", "std of projection"))
+            ax.set_ylabel(axis_label(f"fitted {name}", sersic_unit(name, model.layout.flux_unit)))
+        spare = axes.flat[-1]
+        spare.set_axis_off()
+        handles, labels = next(ax for ax in axes.flat if ax.lines).get_legend_handles_labels()
+        spare.legend(handles, labels, title="each line: one latent", loc="center", fontsize=8, title_fontsize=8)
         fig.suptitle("Latents moved along each w* and refitted")
         fig.tight_layout()
         fig.savefig(out_dir / "walk.png", dpi=90)
@@ -414,15 +419,16 @@ class LatentStructure(Analysis):
         save_grid(np.concatenate(strips), out_dir / "walk_images.png", channels=[0], labels=labels, ncols=len(t),
                   title="One latent moved along each w* (rows: parameters)")
 
-    def _control_figure(self, fitted: np.ndarray, truth: np.ndarray, path: Path) -> None:
+    def _control_figure(self, fitted: np.ndarray, truth: np.ndarray, path: Path, *, flux_unit: str | None) -> None:
         plt = pyplot()
         fig, axes = plt.subplots(2, 4, figsize=(13, 6))
         for ax, (i, name) in zip(axes.flat, enumerate(PARAM_NAMES)):
-            ax.scatter(truth[:, i], fitted[:, i], s=3, alpha=0.5)
+            ax.scatter(truth[:, i], fitted[:, i], s=3, alpha=0.5, color=role_colour("control"))
             lo, hi = np.nanmin(truth[:, i]), np.nanmax(truth[:, i])
             ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
-            ax.set_xlabel(f"true {name}")
-            ax.set_ylabel(f"fitted {name}")
+            unit = sersic_unit(name, flux_unit)
+            ax.set_xlabel(axis_label(f"true {name}", unit))
+            ax.set_ylabel(axis_label(f"fitted {name}", unit))
         axes.flat[-1].set_axis_off()
         fig.suptitle("Control: the fit on source images against their true parameters")
         fig.tight_layout()

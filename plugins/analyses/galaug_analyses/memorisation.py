@@ -29,9 +29,10 @@ import numpy as np
 
 from galaug import ConfigError, GalaugError, open_dataset
 from galaug.data import Dataset
+from galaug.experiment_summary import table_format
 from galaug.kinds import Analysis
 from galaug.progress import progress
-from galaug.viz import image_grid, pick_rgb_bands, pyplot
+from galaug.viz import image_grid, pick_rgb_bands, pyplot, role_colour
 
 from ._common import check_alike
 
@@ -557,17 +558,20 @@ def _table(r: dict[str, Any]) -> str:
     n = r["n"]["generated"]["used"]
     lo, hi = g["interval"]
     clo, chi = t["chance_interval"]
+    medians = (g["distance_quantiles"]["median"], h["distance_quantiles"]["median"])
+    distance = table_format([t["distance"], *medians])  # one format for the three distances
     rows = [
         ("generated images closer than the threshold",
          f"{g['memorised']} / {n} = {_pct(g['memorised_fraction'])} ({g['confidence']:.0%}: {_pct(lo)}-{_pct(hi)})"),
         ("expected by chance", f"{_pct(t['chance'])} (what {t['heldout']} held-out images pin it to: "
                                f"{_pct(clo)}-{_pct(chi)})"),
         ("p-value (more than chance)", f"{g['p_value']:.3g}"),
-        ("threshold distance", f"{t['distance']:.4g} ({_ordinal(t['rank'])} smallest of {t['heldout']} held-out)"),
+        ("threshold distance", f"{distance(t['distance'])} ({_ordinal(t['rank'])} smallest of {t['heldout']} "
+                               "held-out)"),
         ("training images copied (distinct, below threshold)", str(g["distinct_train_images"])),
         ("exact copies: generated / held-out", f"{g['copies']} / {h['copies']}"),
         ("median nearest-neighbour distance: generated / held-out",
-         f"{g['distance_quantiles']['median']:.4g} / {h['distance_quantiles']['median']:.4g}"),
+         f"{distance(medians[0])} / {distance(medians[1])}"),
     ]
     lines = ["| quantity | value |", "|---|---:|"] + [f"| {a} | {b} |" for a, b in rows]
     lines += [f"\nwarning: {w}" for w in r["warnings"]]
@@ -655,20 +659,21 @@ def _plot(datasets: dict[str, Dataset], gen: Neighbours, held: Neighbours, resul
     pooled = np.concatenate([gen.distance, held.distance])
     top = float(pooled.max()) if pooled.max() > 0 else 1.0
     edges = np.linspace(0, top * 1.02, cfg.bins + 1)
-    sets = ((f"generated (n={len(gen.distance)})", gen.distance), (f"held-out (n={len(held.distance)})", held.distance))
-    for label, d in sets:
-        ax.hist(d, bins=edges, histtype="step", density=True, label=label)
+    sets = ((f"generated (n={len(gen.distance)})", gen.distance, role_colour("generated")),
+            (f"held-out (n={len(held.distance)})", held.distance, role_colour("held-out")))
+    for label, d, colour in sets:
+        ax.hist(d, bins=edges, histtype="step", density=True, label=label, color=colour)
     for a in (ax, cax):
         a.axvline(t["distance"], color="red", ls="--", lw=1,
                   label=f"threshold {t['distance']:.3g} ({_ordinal(t['rank'])} of {t['heldout']} held-out)")
-        a.set_xlabel("distance to the nearest training image")
+        a.set_xlabel("distance to the nearest training image")  # of unit-norm images: no unit
     ax.set_ylabel("density")
     ax.legend(fontsize=7)
     ax.set_title(f"memorised {_pct(g['memorised_fraction'])} (chance {_pct(t['chance'])}, p = {g['p_value']:.3g})",
                  fontsize=9)
-    for label, d in sets:
+    for label, d, colour in sets:
         s = np.sort(d)
-        cax.step(s, np.arange(1, len(s) + 1) / len(s), where="post", label=label)
+        cax.step(s, np.arange(1, len(s) + 1) / len(s), where="post", label=label, color=colour)
     cax.axhline(t["chance"], color="0.5", lw=0.8, ls=":", label=f"chance {_pct(t['chance'])}")
     cax.set_yscale("log")
     cax.set_ylim(0.5 / max(len(gen.distance), len(held.distance)), 1)

@@ -38,7 +38,7 @@ from galaug.degrade.seeds import derive_seeds
 from galaug.errors import require
 from galaug.kinds import Analysis
 from galaug.progress import progress
-from galaug.viz import pyplot
+from galaug.viz import axis_label, pyplot, role_colour, role_label
 
 from ._common import check_alike
 
@@ -56,6 +56,8 @@ STATISTICS: dict[str, str] = {
     "orientation": "orientation_asymmetry",
     "ellipticity": "ellipticity_asymmetry",
 }
+#: The unit of each statistic that has one (statmorph measures lengths in pixels, angles in radians).
+_STATISTIC_UNITS = {"rhalf": "pixels", "orientation": "rad"}
 #: What statmorph returns for a statistic it could not measure.
 _INVALID = -99.0
 #: Roles of the inputs, in the order they are given.
@@ -353,7 +355,8 @@ class Realism(Analysis):
                               if "mean_distance" in results[section]}
         results["table"] = _table(results)
         (out_dir / "table.md").write_text(results["table"])
-        results["figures"] = _plot(sets, results, frequency, bands, cfg.bins, out_dir)
+        results["figures"] = _plot(sets, results, frequency, bands, cfg.bins, out_dir,
+                                   flux_unit=datasets[1].flux_unit)
         results["captions"] = {name: text for name, text in _CAPTIONS.items() if name in results["figures"]}
         return results
 
@@ -545,8 +548,8 @@ def _hist(ax, sets: list[_Set], values, bins: int, *, tails: float = 0.0) -> Non
     lo, hi = np.percentile(pooled, [tails, 100 - tails])
     edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
     for s, d in zip(sets, data):
-        if d.size:
-            ax.hist(d, bins=edges, histtype="step", density=True, label=s.role)
+        if d.size:  # a set with no values here keeps its colour in every other panel
+            ax.hist(d, bins=edges, histtype="step", density=True, label=role_label(s.role), color=role_colour(s.role))
 
 
 def _title(name: str, pair: dict[str, float | None]) -> str:
@@ -560,14 +563,18 @@ def _legend(ax) -> None:
 
 
 def _plot(sets: list[_Set], results: dict[str, Any], frequency: np.ndarray, bands: tuple[str, ...],
-          bins: int, out_dir: Path) -> list[str]:
+          bins: int, out_dir: Path, *, flux_unit: str | None = None) -> list[str]:
     plt = pyplot()
     figures = []
+    flux = flux_unit or "data units"
 
     fig, axes = plt.subplots(3, 3, figsize=(9, 7.5))
     for ax, name in zip(axes.flat, STATISTICS):
         _hist(ax, sets, lambda s: s.morphology.values[name], bins)
         ax.set_title(_title(name, results["morphology"]["statistics"][name]), fontsize=8)
+        unit = _STATISTIC_UNITS.get(name)
+        ax.set_xlabel(axis_label(name, unit), fontsize=8)
+        ax.set_ylabel(axis_label("density", f"1 / {unit}" if unit else None), fontsize=8)
     _legend(axes.flat[0])
     fig.suptitle(f"morphology, band {results['band']}", fontsize=9)
     fig.tight_layout()
@@ -581,12 +588,12 @@ def _plot(sets: list[_Set], results: dict[str, Any], frequency: np.ndarray, band
             lp = np.log10(s.power[np.all(s.power > 0, axis=1)])
         if len(lp):
             lo, mid, hi = np.percentile(lp, [16, 50, 84], axis=0)
-            line, = ax.plot(frequency, mid, label=s.role)
-            ax.fill_between(frequency, lo, hi, color=line.get_color(), alpha=0.2)
+            ax.plot(frequency, mid, label=role_label(s.role), color=role_colour(s.role))
+            ax.fill_between(frequency, lo, hi, color=role_colour(s.role), alpha=0.2)
     for b in results["power_spectrum"]["bands"][1:]:
         ax.axvline(b["frequency_min"], color="0.6", lw=0.6, ls=":")
-    ax.set_xlabel("frequency (cycles / pixel)")
-    ax.set_ylabel("log10 power / flux^2")
+    ax.set_xlabel(axis_label("frequency", "cycles / pixel"))
+    ax.set_ylabel("log10 (power / flux²)")  # a ratio of the same units: none
     ax.set_title(f"power spectrum, band {results['band']} (median, 16-84%)", fontsize=9)
     _legend(ax)
     fig.tight_layout()
@@ -599,7 +606,8 @@ def _plot(sets: list[_Set], results: dict[str, Any], frequency: np.ndarray, band
         _hist(ax, sets, lambda s: s.pixels[k], bins, tails=0.1)
         ax.set_yscale("log")
         ax.set_title(_title(band, results["pixels"]["bands"][band]), fontsize=8)
-        ax.set_xlabel("pixel value")
+        ax.set_xlabel(axis_label("pixel value", flux), fontsize=8)
+        ax.set_ylabel(axis_label("density", f"1 / {flux}"), fontsize=8)
     _legend(axes[0][0])
     fig.tight_layout()
     fig.savefig(out_dir / "pixels.png", dpi=80)
@@ -611,7 +619,8 @@ def _plot(sets: list[_Set], results: dict[str, Any], frequency: np.ndarray, band
         for ax, (kind, bulge) in zip(axes, (("early", True), ("late", False))):
             _hist(ax, sets, lambda s: _colour_of(s, bulge), bins)
             ax.set_title(_title(f"{kind} types", results["colours"][kind]), fontsize=8)
-            ax.set_xlabel("g - i (mag)")
+            ax.set_xlabel(axis_label("g - i", "mag"))
+            ax.set_ylabel(axis_label("density", "1 / mag"))
         _legend(axes[0])
         fig.tight_layout()
         fig.savefig(out_dir / "colours.png", dpi=80)

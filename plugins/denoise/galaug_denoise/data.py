@@ -16,7 +16,10 @@ Seeds (:func:`galaug.degrade.derive_seeds`, written ``derive``):
 - augmentation of row ``r`` in epoch ``e``: ``derive(derive(derive(seed, 2), e), r) % 8``
   picks one of the eight flips and 90-degree rotations;
 - evaluation: ``derive(eval_seed, r)``, the seeds ``galaug degrade --seed``
-  gives row ``r``.
+  gives row ``r``;
+- tuning the classical baselines (:mod:`galaug_denoise.baselines`): a
+  sample of training rows held out as :func:`split_rows` would with the seed
+  ``derive(seed, 5)``, row ``r`` degraded with ``derive(derive(seed, 5), r)``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from galaug.errors import GalaugError
 from galaug.runs import rank_rows
 
 __all__ = ["Split", "split_rows", "SplitSampler", "RangeBatches", "ranges_rows", "train_seeds", "holdout_seeds",
-           "augment_codes", "dihedral", "Pairs", "resolve_pairs", "check_model_fits", "check_finite", "row_batches"]
+           "augment_codes", "tuning_seeds", "dihedral", "Pairs", "resolve_pairs", "check_model_fits", "check_finite",
+           "row_batches"]
 
 Ranges = tuple[tuple[int, int], ...]
 
@@ -181,6 +185,11 @@ def train_seeds(seed: int, epoch: int, rows: torch.Tensor | np.ndarray) -> np.nd
 def holdout_seeds(seed: int, rows: torch.Tensor | np.ndarray) -> np.ndarray:
     """Fixed degradation seeds of held-out ``rows``."""
     return derive_seeds(derive_seeds(seed, 1), np.asarray(rows))
+
+
+def tuning_seeds(seed: int, rows: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Fixed degradation seeds of the training ``rows`` the classical baselines are tuned on."""
+    return derive_seeds(derive_seeds(seed, 5), np.asarray(rows))
 
 
 def augment_codes(seed: int, epoch: int, rows: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The denoiser's evaluation: four test sets, the model and its degraded inputs scored alike.
+"""The denoiser's evaluation: four test sets, the model, its degraded inputs and classical baselines scored alike.
 
 See ``docs/denoise.md``.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +17,26 @@ import torch
 from galaug.data import Dataset, open_dataset
 from galaug.degrade import Pipeline, derive_seeds
 from galaug.degrade.resample import Resample, ResampleConfig
-from galaug.errors import GalaugError
+from galaug.errors import GalaugError, ParamError
 from galaug.progress import progress
 from galaug.runs import Run
+from galaug_denoise.baselines import (BASELINES, DEFAULT_BASELINES, noise_units, parse_baselines, psf_kernels,
+                                     restore, tune)
 from galaug_denoise.checkpoint import load_best
-from galaug_denoise.data import Pairs, RangeBatches, check_finite, check_model_fits, resolve_pairs, row_batches
+from galaug_denoise.data import (Pairs, RangeBatches, check_finite, check_model_fits, resolve_pairs, row_batches,
+                                 split_rows, tuning_seeds)
 from galaug_denoise.metrics import SSIM_WINDOW, MetricSums, robust_range
 from galaug_denoise.models import ModelConfig, build_model
 from galaug_denoise.normalize import MAX_PIXELS, Normalizer
 
-__all__ = ["TEST_SETS", "NOISE_FACTOR", "strengthen_noise", "evaluate_denoiser"]
+__all__ = ["TEST_SETS", "NOISE_FACTOR", "TUNE_IMAGES", "strengthen_noise", "tuning_pairs", "evaluate_denoiser"]
 
 #: The evaluation conditions, in report order.
 TEST_SETS = ("nominal", "lowres", "noise5x", "both")
 #: How much stronger (in standard deviation) the noise of ``noise5x`` and ``both`` is.
 NOISE_FACTOR = 5.0
+#: Training images the classical baselines are tuned on.
+TUNE_IMAGES = 64
 
 
 def strengthen_noise(pipeline: Pipeline, factor: float = NOISE_FACTOR) -> Pipeline:
@@ -90,16 +96,86 @@ def _data_range(ds: Dataset, field: str) -> np.ndarray:
     return robust_range(np.concatenate(pixels, axis=1))
 
 
-def _summary(model: dict[str, Any], noisy: dict[str, Any]) -> dict[str, float]:
-    """``{mse, psnr, ssim}`` of the model and ``{input_mse, input_psnr, input_ssim}`` of its input, 6 digits."""
-    return {**{k: float(f"{model[k]:.6g}") for k in ("mse", "psnr", "ssim")},
-            **{f"input_{k}": float(f"{noisy[k]:.6g}") for k in ("mse", "psnr", "ssim")}}
+def _summary(model: dict[str, Any], noisy: dict[str, Any], baselines: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``{mse, psnr, ssim}`` of the model, ``{input_mse, input_psnr, input_ssim}`` of its input and
+    ``baselines: {name: {mse, psnr, ssim}}`` (when there are some), 6 digits."""
+    out: dict[str, Any] = {**{k: float(f"{model[k]:.6g}") for k in ("mse", "psnr", "ssim")},
+                           **{f"input_{k}": float(f"{noisy[k]:.6g}") for k in ("mse", "psnr", "ssim")}}
+    if baselines:
+        out["baselines"] = {name: {k: float(f"{m[k]:.6g}") for k in ("mse", "psnr", "ssim")}
+                            for name, m in baselines.items()}
+    return out
+
+
+def tuning_pairs(run_dir: Path, *, n: int = TUNE_IMAGES) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """``(noisy, clean, record)``: up to ``n`` pairs from the run's own training data, for tuning the baselines.
+
+    The rows are blocks held out as :func:`galaug_denoise.data.split_rows`
+    would with the seed ``derive(seed, 5)`` (``seed``: the run's), degraded
+    by the run's degradation with the seeds
+    :func:`galaug_denoise.data.tuning_seeds` (or the stored pairs of a run
+    trained on them): a function of the training data and the run alone.
+
+    Raises
+    ------
+    GalaugError
+        The run names no training data, or it is gone or has changed since.
+    """
+    run = Run.open(run_dir, kind="task")
+    if not run.data:
+        raise GalaugError(f"{run.path}: options.json names no training data to tune the baselines on")
+    if not Path(run.data).exists():
+        raise GalaugError(f"{run.path}: its training data {run.data} is gone; the baselines are tuned on it")
+    ds = open_dataset(run.data)
+    if run.data_id and ds.id != run.data_id:
+        raise GalaugError(f"{run.path}: its training data {run.data} has changed since (id {ds.id[:8]}, "
+                          f"trained on {str(run.data_id)[:8]}); the baselines are tuned on it")
+    pairs = resolve_pairs(ds, run.pipeline)
+    m = min(n, len(ds))
+    rows = split_rows(len(ds), m / len(ds), seed=int(derive_seeds(run.seed, 5)[0]), chunk_rows=ds.chunk_rows).holdout
+    batch = RangeBatches(ds.path, fields=pairs.fields)[rows]
+    check_finite(batch, pairs.fields, ds)
+    noisy, clean = pairs.make(batch, seeds=tuning_seeds(run.seed, batch["rows"]), device=torch.device("cpu"))
+    record = {"data": str(ds.path), "data_id": ds.id, "rows": [list(r) for r in rows], "n": len(batch["rows"]),
+              "degrade": run.degrade, "seed": run.seed, "seeds": "derive(derive(seed, 5), row)"}
+    return noisy.numpy(), clean.numpy(), record
+
+
+def _tune_baselines(run_dir: Path, names: tuple[str, ...], *, explicit: bool, shape: Sequence[int]
+                    ) -> tuple[dict[str, Any], np.ndarray | None, dict[str, str]]:
+    """``(report, psf, skipped)``: each baseline of ``names`` tuned on the run's training data (see
+    :func:`tuning_pairs`); the run's PSF for images of ``shape``; the baselines that cannot be made, with the
+    reason (an error instead when they were asked for by name)."""
+    if not names:
+        return {}, None, {}
+
+    def cannot(reason: str, which: Sequence[str]) -> dict[str, str]:
+        if explicit:
+            raise ParamError("baselines", "{baselines}: %s; {baselines}=none evaluates without them"
+                             % reason.replace("{", "{{").replace("}", "}}"))
+        return {name: reason for name in which}
+
+    try:
+        noisy, clean, record = tuning_pairs(run_dir)
+    except GalaugError as exc:
+        return {}, None, cannot(str(exc), names)
+    pipeline = Run.open(run_dir, kind="task").pipeline
+    train_psf = psf_kernels(pipeline, *noisy.shape[1:])
+    skipped = {}
+    if train_psf is None and any(BASELINES[n].needs_psf for n in names):
+        skipped = cannot(f"the run's degradation ({pipeline.spec if pipeline else 'stored pairs'}) has no PSF "
+                         "for the Wiener filter", [n for n in names if BASELINES[n].needs_psf])
+    report = {"tuning": record, "params": {}}
+    for name in progress(names, desc="tune baselines", unit="baseline"):
+        if name not in skipped:
+            report["params"][name] = tune(name, noisy, clean, psf=train_psf)
+    return report, psf_kernels(pipeline, *shape), skipped
 
 
 @torch.no_grad()
 def evaluate_denoiser(run_dir: Path, data: Path, *, degrade: str | Pipeline | None, device: torch.device, seed: int,
-                      batch_size: int = 64) -> dict[str, Any]:
-    """MSE, PSNR and SSIM of the run's best model and of its degraded inputs, on four test sets.
+                      batch_size: int = 64, baselines: str | Sequence[str] | None = None) -> dict[str, Any]:
+    """MSE, PSNR and SSIM of the run's best model, of its degraded inputs and of classical baselines, on four test sets.
 
     Row ``r`` of ``data`` is degraded with the seed ``derive_seeds(seed, r)``
     in every test set (the seed ``galaug degrade --seed`` would give it), so
@@ -123,19 +199,38 @@ def evaluate_denoiser(run_dir: Path, data: Path, *, degrade: str | Pipeline | No
     seed : int
     batch_size : int
         Images per batch; the numbers do not depend on it beyond float rounding.
+    baselines : str or sequence of str, optional
+        Classical baselines (:mod:`galaug_denoise.baselines`) scored on the
+        same noisy inputs, after tuning on the run's training data
+        (:func:`tuning_pairs`): names, ``"a,b"``, ``"all"`` or ``"none"``.
+        None: :data:`~galaug_denoise.baselines.DEFAULT_BASELINES`, leaving out
+        (under ``baselines.skipped``, with the reason) those that cannot be
+        made; a baseline asked for by name that cannot be made is an error.
 
     Returns
     -------
     dict
         ``checkpoint`` (which one was evaluated), ``n``, ``bands``,
-        ``data_range`` per band, ``degrade``, one entry per test set with
-        ``spec``, ``model`` and ``input`` metrics (see
+        ``data_range`` per band, ``degrade``, ``baselines`` (the tuning data,
+        the chosen parameter of each baseline per band, those skipped), one
+        entry per test set with ``spec``, ``model``, ``input`` and
+        ``baselines`` metrics (see
         :meth:`galaug_denoise.metrics.MetricSums.result`), ``skipped`` (test
         sets that cannot be made, with the reason) and ``summary``: per test
-        set, ``mse``, ``psnr``, ``ssim`` of the model and ``input_mse``,
+        set, ``mse``, ``psnr``, ``ssim`` of the model, ``input_mse``,
         ``input_psnr``, ``input_ssim`` of the degraded input (so that
-        ``galaug experiment ratios`` with ``metric = "mse"`` tabulates the model).
+        ``galaug experiment ratios`` with ``metric = "mse"`` tabulates the
+        model) and ``baselines``: ``{name: {mse, psnr, ssim}}``.
+
+    Raises
+    ------
+    ParamError
+        An unknown baseline, or one asked for by name that cannot be made
+        (no training data to tune it on, no PSF for the Wiener filter).
     """
+    names = parse_baselines(baselines)
+    explicit = names is not None
+    names = DEFAULT_BASELINES if names is None else names
     spec = degrade or Run.open(run_dir, kind="task").pipeline
     state = load_best(run_dir)
     model_cfg = ModelConfig(**state["model_config"])
@@ -158,7 +253,10 @@ def evaluate_denoiser(run_dir: Path, data: Path, *, degrade: str | Pipeline | No
                           f"got {shape[1]}x{shape[2]}")
     sets, skipped = _test_sets(pairs)
     data_range = _data_range(ds, pairs.target)
-    sums = {name: {"model": MetricSums(ds.bands, data_range), "input": MetricSums(ds.bands, data_range)}
+    tuned, psf, skipped_baselines = _tune_baselines(Path(run_dir), names, explicit=explicit, shape=shape)
+    params = tuned.get("params", {})
+    sums = {name: {"model": MetricSums(ds.bands, data_range), "input": MetricSums(ds.bands, data_range),
+                   **{b: MetricSums(ds.bands, data_range) for b in params}}
             for name in sets}
     batches = RangeBatches(ds.path, fields=pairs.fields)
     n_batches = math.ceil(len(ds) / batch_size)
@@ -174,6 +272,13 @@ def evaluate_denoiser(run_dir: Path, data: Path, *, degrade: str | Pipeline | No
             output = norm.inverse(net(norm(noisy)))
             sums[name]["model"].update(output, target)
             sums[name]["input"].update(noisy, target)
+            if params:
+                images = noisy.cpu().numpy().astype(np.float64)
+                units = ([noise_units(images[:, c]) for c in range(images.shape[1])]
+                         if any(BASELINES[b].noise_units for b in params) else None)
+                for b, tuning in params.items():
+                    estimate = restore(b, images, tuning["values"], psf=psf, units=units)
+                    sums[name][b].update(torch.from_numpy(estimate).to(target.device), target)
 
     report: dict[str, Any] = {
         "checkpoint": {"file": "best" if "holdout_loss" in state else "newest", "epoch": state["epoch"],
@@ -183,10 +288,18 @@ def evaluate_denoiser(run_dir: Path, data: Path, *, degrade: str | Pipeline | No
         "degrade": pairs.pipeline.spec if pairs.pipeline else None,
         "seeds": "derive_seeds(seed, row)",
     }
+    if names:
+        for tuning in params.values():  # values and edge flags by band name
+            tuning["values"] = dict(zip(ds.bands, tuning["values"]))
+            tuning["at_edge"] = dict(zip(ds.bands, tuning["at_edge"]))
+        report["baselines"] = {**tuned, **({"skipped": skipped_baselines} if skipped_baselines else {})}
     for name, test in sets.items():
         report[name] = {"spec": test.describe(), "model": sums[name]["model"].result(),
                         "input": sums[name]["input"].result()}
+        if params:
+            report[name]["baselines"] = {b: sums[name][b].result() for b in params}
     if skipped:
         report["skipped"] = skipped
-    report["summary"] = {name: _summary(report[name]["model"], report[name]["input"]) for name in sets}
+    report["summary"] = {name: _summary(report[name]["model"], report[name]["input"],
+                                        report[name].get("baselines", {})) for name in sets}
     return report

@@ -5,7 +5,8 @@ Training degrades the clean images on the fly (a fresh draw every epoch),
 learns to undo it with MSE in normalised units and Adam, and stops early
 on a held-out part degraded with fixed seeds. Evaluation degrades a
 validation set with fixed seeds under four conditions and reports MSE,
-PSNR and SSIM of the model's output and of the degraded input itself.
+PSNR and SSIM of the model's output, of the degraded input itself and of
+classical baselines tuned on the training data (:mod:`galaug_denoise.baselines`).
 See ``docs/denoise.md``.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +22,7 @@ import torch
 
 from galaug.degrade import Pipeline
 from galaug.kinds import Task
+from galaug_denoise.baselines import BASELINES
 from galaug_denoise.data import Pairs, resolve_pairs
 from galaug_denoise.evaluate import NOISE_FACTOR, TEST_SETS, evaluate_denoiser, strengthen_noise
 from galaug_denoise.models import ModelConfig
@@ -97,6 +100,7 @@ class Denoise(Task):
 
     name = "denoise"
     Config = DenoiseConfig
+    baselines = tuple(BASELINES)
 
     def train(self, data: Path, run_dir: Path, *, degrade: Pipeline | str | None = None, device: str = "cpu",
               seed: int = 0, resume: bool = False) -> None:
@@ -105,7 +109,7 @@ class Denoise(Task):
                        device=torch.device(device), seed=seed, resume=resume)
 
     def evaluate(self, run_dir: Path, data: Path, *, degrade: Pipeline | str | None = None, device: str = "cpu",
-                 seed: int = 0) -> dict[str, Any]:
-        """Metrics of the run's best model on ``data``; see :func:`evaluate_denoiser`."""
+                 seed: int = 0, baselines: str | Sequence[str] | None = None) -> dict[str, Any]:
+        """Metrics of the run's best model and of the classical baselines on ``data``; see :func:`evaluate_denoiser`."""
         return evaluate_denoiser(Path(run_dir), Path(data), degrade=degrade, device=torch.device(device),
-                                 seed=seed, batch_size=self.config.batch_size)
+                                 seed=seed, batch_size=self.config.batch_size, baselines=baselines)
