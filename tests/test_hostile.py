@@ -251,7 +251,9 @@ def test_any_ratio_resolves_within_bounds_or_raises_galaug_error(text, n_real, n
 def test_valid_ratios_resolve_as_documented(n, percent, multiple):
     assert resolve_share(f"{percent}%", n, param="real") == round(percent / 100 * n)
     assert resolve_share(repr(percent / 100), n, param="real") == round(percent / 100 * n)
-    assert resolve_share(str(n), n, param="real") == n
+    # a bare count is a count, except a bare 1, which is refused as ambiguous (write "1 image" or "n=1")
+    assert resolve_share(str(n) if n != 1 else "1 image", n, param="real") == n
+    assert resolve_share(f"n={n}", n, param="real") == n
     assert parse_gen(f"{multiple!r}x", n_real=n, n_gen=None) == round(multiple * n)
     assert parse_gen(f" {multiple!r} X ", n_real=n, n_gen=None) == round(multiple * n)
 
