@@ -250,7 +250,8 @@ def summary_text(cells: Sequence[Cell], *, metric: str, oracle: str | None = Non
             rival = _best(mine, better)
             names.setdefault(rival["baseline"], []).append(ts)
             verdict = clearly_different(top, rival)
-            outcome = "better" if better(top["mean"], rival["mean"]) else "not better"
+            outcome = ("better" if better(top["mean"], rival["mean"])
+                       else "worse" if better(rival["mean"], top["mean"]) else "no better")
             outcome += "" if verdict is None else f" {_spread_words(verdict)}"
             outcomes.setdefault(outcome, []).append(ts)
         if outcomes:

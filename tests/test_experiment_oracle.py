@@ -236,7 +236,7 @@ def test_the_summary_names_the_best_arm_per_test_set_and_the_spread():
                              "100% real by more than the seed spread; 5x gen + 10% real [oracle] on shifted, ahead of "
                              f"5x gen + 10% real [alae] within the seed spread. Here {SPREAD_RULE}.")
     assert paragraphs[1] == ("Against the best classical baseline (tv), the best arm is better by more than the "
-                             "seed spread on nominal; not better within the seed spread on shifted.")
+                             "seed spread on nominal; worse within the seed spread on shifted.")
     assert text.count(SPREAD_RULE) == 1
     # better higher: the order turns
     flipped = summary_text([dict(c, arm=c["arm"].upper()) for c in MADE_UP if not c["baseline"]], metric="psnr")
