@@ -130,22 +130,34 @@ class Resample(Degradation):
     def propagate_variance(self, variance: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """Each output pixel's variance: the input's summed with squared weights (pixels taken as independent);
         infinite (unknown) where any input pixel it takes from has an unknown variance."""
-        ry, rx = self._pair(*variance.shape[-2:], variance)
-        unknown = ~torch.isfinite(variance)
-        known = torch.where(unknown, torch.zeros_like(variance), variance).to(torch.float64)
-        out = torch.matmul(torch.matmul(ry * ry, known), (rx * rx).T)
-        reach = torch.matmul(torch.matmul((ry != 0).double(), unknown.double()), (rx != 0).double().T)
-        return torch.where(reach > 0, math.inf, out).to(variance.dtype)
+        return overlap_variance(variance, *self._pair(*variance.shape[-2:], variance))
 
     def propagate_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """Unchanged with ``keep_size`` (as for PSFs, flags are not spread); else each output pixel has the
         flags of every input pixel it overlaps (bitwise or)."""
         if self.config.keep_size:
             return mask
-        ry, rx = ((m != 0).double() for m in self._pair(*mask.shape[-2:], mask))
-        out = torch.zeros((*mask.shape[:2], ry.shape[0], rx.shape[0]), dtype=torch.int32, device=mask.device)
-        for bit in range(16):  # the mask's uint16 flags, one bit at a time
-            plane = ((mask >> bit) & 1).double()
-            if plane.any():
-                out |= (torch.matmul(torch.matmul(ry, plane), rx.T) > 0).to(torch.int32) << bit
-        return out
+        return overlap_flags(mask, *self._pair(*mask.shape[-2:], mask))
+
+
+def overlap_variance(variance: torch.Tensor, ry: torch.Tensor, rx: torch.Tensor) -> torch.Tensor:
+    """The variance of ``ry @ image @ rx.T``: the input's summed with squared weights (pixels taken as independent);
+    infinite (unknown) where any input pixel an output pixel takes from has an unknown (non-finite) variance."""
+    ry, rx = ry.to(torch.float64), rx.to(torch.float64)
+    unknown = ~torch.isfinite(variance)
+    known = torch.where(unknown, torch.zeros_like(variance), variance).to(torch.float64)
+    out = torch.matmul(torch.matmul(ry * ry, known), (rx * rx).T)
+    reach = torch.matmul(torch.matmul((ry != 0).double(), unknown.double()), (rx != 0).double().T)
+    return torch.where(reach > 0, math.inf, out).to(variance.dtype)
+
+
+def overlap_flags(mask: torch.Tensor, ry: torch.Tensor, rx: torch.Tensor) -> torch.Tensor:
+    """The uint16 flags of ``ry @ image @ rx.T`` (int32 tensors): each output pixel has the bitwise or of the
+    flags of every input pixel it takes from."""
+    ry, rx = (ry != 0).double(), (rx != 0).double()
+    out = torch.zeros((*mask.shape[:-2], ry.shape[0], rx.shape[0]), dtype=torch.int32, device=mask.device)
+    for bit in range(16):  # one bit at a time
+        plane = ((mask >> bit) & 1).double()
+        if plane.any():
+            out |= (torch.matmul(torch.matmul(ry, plane), rx.T) > 0).to(torch.int32) << bit
+    return out

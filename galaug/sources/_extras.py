@@ -69,15 +69,17 @@ class Carried:
         The new grid covers the old one edge to edge: pixel ``p`` is centred
         at ``(p + 0.5) * s - 0.5`` of the old grid, ``s`` = old size / new size.
         """
+        import torch
+
+        from galaug.degrade.resample import overlap_flags, overlap_variance
+
+        ry, rx = torch.from_numpy(np.asarray(rows, np.float64)), torch.from_numpy(np.asarray(cols, np.float64))
         if self.ivar is not None:
-            unknown = self.ivar <= 0
-            variance = np.where(unknown, 0.0, 1.0 / np.where(unknown, 1.0, self.ivar.astype(np.float64)))
-            out = (rows**2) @ variance @ (cols**2).T
-            reach = (rows != 0).astype(np.float64) @ unknown.astype(np.float64) @ (cols != 0).astype(np.float64).T
-            with np.errstate(divide="ignore"):
-                self.ivar = np.where(reach > 0, 0.0, 1.0 / out).astype(np.float32)
+            ivar = torch.from_numpy(self.ivar.astype(np.float64))
+            variance = overlap_variance(torch.where(ivar > 0, 1 / ivar, math.inf), ry, rx)
+            self.ivar = (1 / variance).to(torch.float32).numpy()
         if self.mask is not None:
-            self.mask = _or_flags(self.mask, rows != 0, cols != 0)
+            self.mask = overlap_flags(torch.from_numpy(self.mask.astype(np.int32)), ry, rx).numpy().astype(np.uint16)
         sy, sx = rows.shape[1] / rows.shape[0], cols.shape[1] / cols.shape[0]
         obj.regrid(self.row, ((sy, 0.5 * sy - 0.5), (sx, 0.5 * sx - 0.5)))
 
@@ -103,13 +105,3 @@ class Carried:
         if wcs is not None:
             ra, dec = wcs.pixel_to_world_values((width - 1) / 2, (height - 1) / 2)
             self.row["ra"], self.row["dec"] = float(ra), float(dec)
-
-
-def _or_flags(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Each output pixel's flags: the bitwise or of the input pixels it covers (``rows``, ``cols``: which)."""
-    out = np.zeros((mask.shape[0], rows.shape[0], cols.shape[0]), dtype=np.uint16)
-    for bit in range(16):
-        plane = ((mask >> bit) & 1).astype(np.float64)
-        if plane.any():
-            out |= ((rows.astype(np.float64) @ plane @ cols.astype(np.float64).T) > 0).astype(np.uint16) << bit
-    return out
