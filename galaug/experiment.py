@@ -66,7 +66,7 @@ class Arm:
 
     @property
     def slug(self) -> str:
-        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
+        return _slug(self.name)
 
 
 DEFAULT_ARMS = (
