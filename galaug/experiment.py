@@ -63,6 +63,9 @@ class Arm:
     real: str | None = "1.0"
     gen: str | None = None
     alpha: float | None = None
+    #: rows drawn as the first of a permutation fixed by the seed, so that with one seed a smaller arm's images are
+    #: part of a larger one's (the size sweep's learning curve)
+    nested: bool = False
 
     @property
     def slug(self) -> str:
@@ -107,6 +110,16 @@ class ExperimentConfig:
     oracle: bool = False
     #: the oracle's simulation seed (default: one more than the real and val sets' simulation seeds)
     oracle_seed: int | None = None
+    #: "all": the generators as given (trained on every real image, so arms with part of the real set see the rest
+    #: through them); "arm": each arm's generator trained afresh on that arm's real images only (no leak; generators
+    #: must be run folders, each a recipe); "both": the rows of both (galaug.experiment_generators)
+    generator_training: str = "all"
+    #: steps of each arm's own generator with generator_training "arm" or "both" (default: the recipe run's)
+    generator_steps: int | None = None
+    #: the real-set sizes of the size sweep (galaug experiment sizes): counts, or "all"
+    sizes: Any = None
+    #: generated images per real image in the size sweep's generated arms
+    size_gen: str = "5x"
 
 
 def load_experiment(path: str | Path, *, oracle: bool = False) -> tuple[ExperimentConfig, tuple[Arm, ...],
@@ -136,6 +149,10 @@ def load_experiment(path: str | Path, *, oracle: bool = False) -> tuple[Experime
                           "not both (a single generator is one entry of generators)")
     if not config.seeds:
         raise ConfigError(f"experiment file {path}: seeds must not be empty")
+    _check_generator_training(path, config)
+    from galaug.experiment_sizes import check_sizes
+
+    config.sizes = check_sizes(f"experiment file {path}", config.sizes, config.size_gen)
     arms = DEFAULT_ARMS
     if arms_data is not None:
         if not isinstance(arms_data, list) or not arms_data:
@@ -182,6 +199,29 @@ def _read_generators(path: Path, value: Any) -> dict[str, str]:
     return out
 
 
+def _check_generator_training(path: Path, config: ExperimentConfig) -> None:
+    """``generator_training`` names a mode; per-arm training needs generator run folders (recipes)."""
+    from galaug.experiment_generators import MODES
+
+    mode = config.generator_training
+    if mode not in MODES:
+        raise ConfigError(f"experiment file {path}: generator_training must be one of {', '.join(MODES)}, "
+                          f"got {mode!r}")
+    if config.generator_steps is not None and config.generator_steps < 1:
+        raise ConfigError(f"experiment file {path}: generator_steps must be at least 1, got {config.generator_steps}")
+    if mode == "all":
+        return
+    sources = _given_sources(config)
+    if not sources:
+        raise ConfigError(f"experiment file {path}: generator_training = {mode!r} retrains generators per arm, but "
+                          "no generator is given (generators = {alae = \"runs/00000-alae-train\"})")
+    for source in sources:
+        if not source.run:
+            raise ConfigError(f"experiment file {path}: generator_training = {mode!r} retrains each generator on "
+                              f"each arm's real images, so {source.name} must be a generator run folder (its recipe), "
+                              f"not the generated set {source.path}")
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
@@ -193,10 +233,25 @@ class _Source:
     name: str
     path: str
     run: bool = False
+    #: trained afresh on each arm's real images (generator_training "arm"): ``path`` is the recipe run
+    per_arm: bool = False
+
+
+#: What marks the rows of a generator retrained on each arm's real images (generator_training "arm").
+NO_LEAK = "no-leak"
 
 
 def _sources(config: ExperimentConfig) -> list[_Source]:
-    """The experiment's generators, the oracle aside: ``generators``, or the one of ``gen`` or ``generator``."""
+    """The experiment's generators, the oracle aside, as the table's rows use them: ``generators``, or the one of
+    ``gen`` or ``generator``; with generator_training "arm" each retrained per arm (``NAME no-leak``), with
+    "both" as given and retrained."""
+    given = _given_sources(config)
+    mode = config.generator_training
+    per_arm = [dataclasses.replace(s, name=f"{s.name} {NO_LEAK}", per_arm=True) for s in given]
+    return given if mode == "all" else per_arm if mode == "arm" else given + per_arm
+
+
+def _given_sources(config: ExperimentConfig) -> list[_Source]:
     if config.generators:
         return [_Source(name, path, run=(Path(path) / "options.json").is_file())
                 for name, path in config.generators.items()]
@@ -222,7 +277,7 @@ def _rows(arms: tuple[Arm, ...], generators: list[str], oracle: bool) -> list[tu
             out.append((arm, None, arm.name, arm.slug))
             continue
         for g in [*generators, *(["oracle"] if oracle else [])]:
-            plain = len(generators) == 1 and g != "oracle"
+            plain = len(generators) == 1 and g != "oracle" and not g.endswith(NO_LEAK)
             out.append((arm, g, arm.name if plain else f"{arm.name} [{g}]",
                         arm.slug if plain else f"{arm.slug}--{_slug(g)}"))
     return out
@@ -310,6 +365,7 @@ def run_experiment(config: ExperimentConfig, arms: tuple[Arm, ...], task_config:
     baselines = _baselines(cls, config.baselines)
     pipeline = as_pipeline(config.degrade)  # parsed once, for every arm's training and evaluation
     real, val = open_dataset(config.real), open_dataset(config.val)
+    task_config, steps_note = equal_steps(cls, task_config, len(real))
     if pipeline is not None:  # lengths given as angles (fwhm=0.8arcsec) in pixels of the real data
         pipeline = pipeline.in_pixels(real.pixel_scale, of=str(real.path))
     with _spelled_for_the_file():  # a validation set in other units than the training data: before any work
@@ -359,6 +415,14 @@ def run_experiment(config: ExperimentConfig, arms: tuple[Arm, ...], task_config:
                 continue
             echo(f"[{done}/{total}] {label}, seed {seed}")
             source = by_name.get(generator) if generator else None
+            trained = None
+            if source is not None and source.per_arm:  # no leak: the arm's own generator, cached per (subset, seed)
+                from galaug.experiment_generators import arm_generator, arm_rows
+
+                trained = arm_generator(source.path, real=real, rows=arm_rows(arm, len(real), seed), seed=seed,
+                                        out=out / "generators", steps=config.generator_steps, manager=manager,
+                                        device=config.device, echo=echo)
+                source = _Source(source.name, str(trained.path), run=True)
             with _spelled_for_the_file():
                 mix = _mix(arm, out / "mixes" / f"{tag}.zarr", config, real, seed, source=source)
             run_path = out / "runs" / tag
@@ -375,11 +439,57 @@ def run_experiment(config: ExperimentConfig, arms: tuple[Arm, ...], task_config:
             counts = mix.origin_counts()
             atomic_write_text(result, json.dumps({"arm": dataclasses.asdict(arm), "generator": generator,
                                                   "source": None if source is None else source.path,
+                                                  "generator_training": None if generator in (None, "oracle") else
+                                                  ("arm" if trained is not None else "all"),
+                                                  **({"generator_data_id": trained.data_id} if trained else {}),
                                                   "seed": seed, "n_real": counts["real"],
-                                                  "n_generated": counts["generated"], "metrics": metrics}, indent=2))
+                                                  "n_generated": counts["generated"], **training_steps(run),
+                                                  "metrics": metrics}, indent=2))
     summarise(out, arms, config.seeds, metric=config.metric, generators={s.name: s.path for s in sources},
-              oracle=oracle_info, no_oracle=no_oracle)
+              oracle=oracle_info, no_oracle=no_oracle, steps_note=steps_note)
     return out
+
+
+def equal_steps(cls: type, task_config: dict[str, Any], n_real: int) -> tuple[dict[str, Any], str]:
+    """The task config every arm trains with, so that every arm makes the same number of gradient steps.
+
+    A task whose config has ``steps_per_epoch`` (a fixed number of batches
+    per epoch, whatever the set's size) gets, unless the file sets it, the
+    batches of one pass over the whole real set (at most
+    ``max_steps_per_epoch`` when that is set, which it replaces): 10% real
+    and 5x generated then train as long as 100% real, and only early
+    stopping ends an arm sooner. A task without it trains by epochs, and
+    the note (for the results) says that arms of more images make more steps.
+    Returns (task config, note).
+    """
+    from galaug.config import resolve_config
+
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    if "steps_per_epoch" not in fields:
+        return task_config, (f"task {cls.name} trains by epochs, so arms with more images made more gradient "
+                             "steps than the others")
+    config = dict(task_config)
+    if not config.get("steps_per_epoch"):
+        resolved = resolve_config(cls.Config, overrides=task_config)
+        batch = int(getattr(resolved, "batch_size", 1) or 1)
+        per_epoch = max(1, math.ceil(n_real / batch))
+        cap = int(config.pop("max_steps_per_epoch", 0) or 0)
+        config["steps_per_epoch"] = min(per_epoch, cap) if cap else per_epoch
+    resolved = resolve_config(cls.Config, overrides=config)
+    epochs = getattr(resolved, "epochs", None)
+    total = f"{epochs} epochs x {resolved.steps_per_epoch} = {epochs * resolved.steps_per_epoch} gradient steps" \
+        if epochs else f"{resolved.steps_per_epoch} gradient steps per epoch"
+    return config, f"every arm: {total}, unless early stopping ended it sooner"
+
+
+def training_steps(run) -> dict[str, Any]:
+    """``steps`` (gradient steps, summed over the run's log) and ``stopped_early`` of a task run, where it logs
+    them (the denoiser logs ``steps`` and ``stopped`` every epoch)."""
+    log = run.metrics()
+    steps = [r["steps"] for r in log if isinstance(r.get("steps"), int)]
+    if not steps:
+        return {}
+    return {"steps": int(sum(steps)), "stopped_early": any(bool(r.get("stopped")) for r in log)}
 
 
 def _check_source(source: _Source, real, config: ExperimentConfig) -> None:
@@ -410,7 +520,7 @@ def _oracle_count(arms: tuple[Arm, ...], n_real: int) -> int:
 
 #: What an experiment writes into its output folder.
 _OWN = frozenset({"mixes", "runs", "results", "results.csv", "results.json", "results.md", "results.png",
-                  "oracle.zarr"})
+                  "oracle.zarr", "generators", "sizes", "curve.png", "curve.md", "curve.json"})
 
 
 def _start_afresh(out: Path, *, inputs: list[str]) -> None:
@@ -476,12 +586,13 @@ def _mix(arm: Arm, path: Path, config: ExperimentConfig, real, seed: int, *, sou
                             **gen_kw)
     if arm.gen:
         return mix_datasets(path, real_data=real.path, real=arm.real, gen=arm.gen, seed=seed, overwrite=True,
-                            **gen_kw)
-    return mix_datasets(path, real_data=real.path, real=arm.real, seed=seed, overwrite=True)
+                            nested=arm.nested, **gen_kw)
+    return mix_datasets(path, real_data=real.path, real=arm.real, seed=seed, overwrite=True, nested=arm.nested)
 
 
 def summarise(out: Path, arms: tuple[Arm, ...], seeds, *, metric: str, generators: dict[str, str] | None = None,
-              oracle: dict[str, Any] | None = None, no_oracle: str | None = None) -> dict[str, Any]:
+              oracle: dict[str, Any] | None = None, no_oracle: str | None = None,
+              steps_note: str | None = None) -> dict[str, Any]:
     """Write results.csv, results.json, results.md and results.png from the per-run results.
 
     ``generators`` (``{name: path}``; one unnamed generator by default) and
@@ -505,8 +616,10 @@ def summarise(out: Path, arms: tuple[Arm, ...], seeds, *, metric: str, generator
             summary = r["metrics"].get("summary", r["metrics"])
             for test_set, values in summary.items():
                 for name, value in _flatten(values if isinstance(values, dict) else {"value": values}).items():
-                    rows.append({"arm": label, "generator": generator, "seed": seed, "n_real": r["n_real"],
-                                 "n_generated": r["n_generated"], "test_set": test_set, "metric": name,
+                    rows.append({"arm": label, "generator": generator,
+                                 "generator_training": r.get("generator_training"), "seed": seed,
+                                 "n_real": r["n_real"], "n_generated": r["n_generated"], "steps": r.get("steps"),
+                                 "stopped_early": r.get("stopped_early"), "test_set": test_set, "metric": name,
                                  "value": value})
     if not rows:
         raise GalaugError(f"{out}: no finished runs to summarise")
@@ -540,7 +653,7 @@ def summarise(out: Path, arms: tuple[Arm, ...], seeds, *, metric: str, generator
                "alpha": False} for name, by_set in baselines.items() for ts, cell in by_set.items()]
     useful = usefulness(cells, metric=chosen) if oracle is not None else None
     summary = summary_text(cells, metric=chosen, oracle=no_oracle, usefulness_rows=useful)
-    result = {"metric": chosen, "test_sets": test_sets, "table": table, "rows": rows,
+    result = {"metric": chosen, "test_sets": test_sets, "table": table, "rows": rows, "steps": steps_note,
               **({"baselines": baselines} if baselines else {}), "cells": cells,
               "generators": generators, "oracle": oracle if oracle is not None else {"why": no_oracle},
               "usefulness": useful, "summary": summary}
@@ -559,6 +672,13 @@ def summarise(out: Path, arms: tuple[Arm, ...], seeds, *, metric: str, generator
         note += f"; generated images: {', '.join(made)}"
     if oracle is not None:
         note += f"; [oracle]: fresh draws of the simulator {oracle['simulator']} (seed {oracle['seed']})"
+    if any(str(g).endswith(NO_LEAK) for g in generators):
+        note += (f"; [... {NO_LEAK}]: the generator's recipe trained afresh on each arm's own real images "
+                 "(generator_training), the others trained on every real image")
+    runs = {(r["arm"], r["seed"]): r for r in rows}.values()
+    if steps_note:
+        early = sum(bool(r["stopped_early"]) for r in runs)
+        note += f"; {steps_note}" + (f" ({early} of {len(runs)} runs stopped early)" if early else "")
     text = (f"{summary}\n\n" if summary else "") + f"{chosen}, mean ± std over seeds{note}\n\n" + "\n".join(lines)
     if useful:
         text += ("\n\nUsefulness of each generated arm: (arm without generated images - arm) / (arm without "

@@ -110,9 +110,22 @@ def _choose(rng: np.random.Generator, n: int, k: int, *, replace: bool, what: st
     return np.sort(rng.choice(n, size=k, replace=replace)) if k else np.empty(0, np.int64)
 
 
+def _first(rng: np.random.Generator, n: int, k: int, *, what: str) -> np.ndarray:
+    """The first ``k`` of a permutation of ``n`` rows, sorted: nested for every ``k`` with the same seed."""
+    if k > n:
+        raise ParamError(what, "{%s}: {k} samples asked from {n} without {replace}" % what, k=k, n=n)
+    return np.sort(rng.permutation(n)[:k]) if k else np.empty(0, np.int64)
+
+
 def plan_mix(*, n_real: int, n_gen: int | None, real: str | float | None = None, gen: str | float | None = None,
-             alpha: float | None = None, size: int | None = None, seed: int = 0, replace: bool = False) -> MixPlan:
-    """Resolve the counts and choose the rows (see the module docstring)."""
+             alpha: float | None = None, size: int | None = None, seed: int = 0, replace: bool = False,
+             nested: bool = False) -> MixPlan:
+    """Resolve the counts and choose the rows (see the module docstring).
+
+    ``nested``: each source's rows are the first ones of a permutation fixed
+    by the seed alone, so that with one seed a smaller share is part of a
+    larger one (a learning curve's sets); not with ``replace``.
+    """
     rng = np.random.default_rng(seed)
     if alpha is not None:
         if real is not None or gen is not None:
@@ -137,8 +150,15 @@ def plan_mix(*, n_real: int, n_gen: int | None, real: str | float | None = None,
         k_gen = 0 if gen is None else parse_gen(gen, n_real=n_real, n_gen=n_gen)
     if k_real + k_gen == 0:
         raise GalaugError("the mix would be empty")
-    real_rows = _choose(rng, n_real, k_real, replace=replace, what="real")
-    gen_rows = (np.arange(k_gen) if n_gen is None else _choose(rng, n_gen, k_gen, replace=replace, what="gen"))
+    if nested and replace:
+        raise ValueError("nested draws are without replacement")
+    if nested:
+        real_rows = _first(np.random.default_rng([seed, 7]), n_real, k_real, what="real")
+        gen_rows = np.arange(k_gen) if n_gen is None else _first(np.random.default_rng([seed, 8]), n_gen, k_gen,
+                                                                  what="gen")
+    else:
+        real_rows = _choose(rng, n_real, k_real, replace=replace, what="real")
+        gen_rows = (np.arange(k_gen) if n_gen is None else _choose(rng, n_gen, k_gen, replace=replace, what="gen"))
     order = np.zeros(k_real + k_gen, dtype=np.uint8)
     order[rng.choice(len(order), size=k_gen, replace=False)] = 1
     return MixPlan(real_rows.astype(np.int64), gen_rows.astype(np.int64), order)
@@ -204,7 +224,8 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
                  alpha: float | None = None, size: int | None = None, seed: int = 0, replace: bool = False,
                  truncation: float | None = None, overwrite: bool = False, window_bytes: int = 64 * 2**20,
                  device: str = "cpu", echo=None, allow_outliers: bool = False,
-                 assume_same_scale: bool = False) -> Dataset:
+                 assume_same_scale: bool = False, real_rows: np.ndarray | None = None,
+                 nested: bool = False) -> Dataset:
     """Write a mix of real and generated images; see the module docstring.
 
     Parameters
@@ -231,7 +252,18 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
     assume_same_scale : bool
         Mix sets when one has a pixel scale and the other none (recorded);
         otherwise that is an error, since nothing shows that they match.
+    nested : bool
+        Draw each source's rows as the first ones of a permutation fixed by
+        ``seed`` (:func:`plan_mix`): with one seed, the mix of a smaller share
+        holds a subset of a larger one's rows.
+    real_rows : array of int, optional
+        Exactly these rows of the real set and nothing generated, instead of
+        ``real``/``gen``/``alpha`` (the training set of an experiment arm's own
+        generator, :mod:`galaug.experiment_generators`); recorded as ``rows``.
     """
+    if real_rows is not None and (real is not None or gen is not None or alpha is not None or gen_data is not None
+                                  or generator is not None):
+        raise ValueError("real_rows takes exactly those real rows: give no real, gen, alpha or generated images")
     if (gen_data is None) == (generator is None) and (gen is not None or alpha is not None):
         raise ParamError("gen_data", "give exactly one of {gen_data} and {generator}")
     real_ds = open_dataset(real_data)
@@ -251,9 +283,15 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
         lay = model.layout
         _check_compatible(real_ds, lay.bands, (len(lay.bands), lay.image_size, lay.image_size), lay.pixel_scale,
                           f"generator {generator}", assume_same_scale=assume_same_scale)
-    plan = plan_mix(n_real=len(real_ds), n_gen=None if gen_ds is None and model is not None else
-                    (len(gen_ds) if gen_ds is not None else 0), real=real, gen=gen, alpha=alpha, size=size,
-                    seed=seed, replace=replace)
+    if real_rows is not None:
+        rows = np.unique(np.asarray(real_rows, dtype=np.int64))
+        if len(rows) == 0 or rows[0] < 0 or rows[-1] >= len(real_ds):
+            raise GalaugError(f"real_rows: {len(rows)} rows, not all within the {len(real_ds)} of {real_data}")
+        plan = MixPlan(rows, np.empty(0, np.int64), np.zeros(len(rows), np.uint8))
+    else:
+        plan = plan_mix(n_real=len(real_ds), n_gen=None if gen_ds is None and model is not None else
+                        (len(gen_ds) if gen_ds is not None else 0), real=real, gen=gen, alpha=alpha, size=size,
+                        seed=seed, replace=replace, nested=nested)
     if echo is not None:
         echo(f"mix: {plan.n_real} real (of {len(real_ds)}) + {plan.n_gen} generated"
              f"{'' if gen_ds is None else f' (of {len(gen_ds)})'} = {plan.n_real + plan.n_gen} samples")
@@ -264,7 +302,9 @@ def mix_datasets(out: str | Path, *, real_data: str | Path, real: str | float | 
     entry = make_entry("mix", seed=seed, config={"real": None if real is None else str(real),
                                                  "gen": None if gen is None else str(gen), "alpha": alpha,
                                                  "size": size, "replace": replace, "truncation": truncation,
-                                                 "assume_same_scale": assume_same_scale},
+                                                 "assume_same_scale": assume_same_scale,
+                                                 **({"nested": True} if nested else {}),
+                                                 **({"rows": len(plan.real_rows)} if real_rows is not None else {})},
                        n_real=plan.n_real, n_generated=plan.n_gen, generator=None if generator is None else str(generator))
     # ivar and mask travel when every sample comes from a set that has them; objects when either set has them
     def has(ds: Dataset | None, f: str) -> bool:

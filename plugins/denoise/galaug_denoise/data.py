@@ -11,7 +11,10 @@ addresses as one virtual range ``[0, n_train)`` with
 Seeds (:func:`galaug.degrade.derive_seeds`, written ``derive``):
 
 - training, epoch ``e``, row ``r``: ``derive(derive(derive(seed, 0), e), r)``
-  (a fresh degradation every epoch);
+  (a fresh degradation every epoch); with ``steps_per_epoch`` (a fixed
+  number of batches per epoch, however many rows), ``e`` counts the passes
+  over the training rows through the whole run instead, so a row seen twice
+  in one epoch is degraded and augmented afresh each time;
 - held-out rows: ``derive(derive(seed, 1), r)``, the same every epoch;
 - augmentation of row ``r`` in epoch ``e``: ``derive(derive(derive(seed, 2), e), r) % 8``
   picks one of the eight flips and 90-degree rotations;
@@ -39,7 +42,7 @@ from galaug.degrade import Pipeline, as_pipeline, derive_seeds
 from galaug.errors import GalaugError
 from galaug.runs import rank_rows
 
-__all__ = ["Split", "split_rows", "SplitSampler", "RangeBatches", "ranges_rows", "train_seeds", "holdout_seeds",
+__all__ = ["Split", "split_rows", "SplitSampler", "Pass", "RangeBatches", "ranges_rows", "train_seeds", "holdout_seeds",
            "augment_codes", "tuning_seeds", "dihedral", "Pairs", "resolve_pairs", "check_model_fits", "check_finite",
            "row_batches"]
 
@@ -111,6 +114,15 @@ def split_rows(n: int, fraction: float, *, seed: int, chunk_rows: int) -> Split:
     return Split(train=train, holdout=holdout)
 
 
+@dataclasses.dataclass(frozen=True)
+class Pass:
+    """A batch's row ranges and the pass over the training rows it belongs to (:class:`SplitSampler` with
+    ``steps``); :class:`RangeBatches` returns the pass as ``batch["pass"]``."""
+
+    ranges: Ranges
+    index: int
+
+
 class SplitSampler(torch.utils.data.Sampler):
     """:class:`BlockSampler` batches over the training rows of a :class:`Split`, as dataset row ranges.
 
@@ -122,22 +134,36 @@ class SplitSampler(torch.utils.data.Sampler):
         With :meth:`set_epoch`, fixes each epoch's order.
     max_batches : int
         Only the first so many batches of each epoch (0: all).
+    steps : int
+        Exactly this many batches every epoch, whatever the number of rows
+        (0: one pass over the rows). The batches run through passes over the
+        rows, each in a new order, continuing from one epoch into the next,
+        and come as :class:`Pass` (ranges and pass number), so that a
+        training set of any size gets the same number of gradient steps.
 
     With several processes, each yields its part of every batch
     (:func:`galaug.runs.rank_rows`); a batch of fewer rows than processes
     (an epoch's last) is skipped by all.
     """
 
-    def __init__(self, split: Split, *, batch_size: int, seed: int, max_batches: int = 0) -> None:
+    def __init__(self, split: Split, *, batch_size: int, seed: int, max_batches: int = 0, steps: int = 0) -> None:
+        if steps and max_batches:
+            raise ValueError("give steps or max_batches, not both")
         self.split = split
         self.blocks = BlockSampler(split.n_train, batch_size=batch_size, shuffle=True, seed=seed)
-        self.max_batches = max_batches
+        self.max_batches, self.steps = max_batches, steps
         self.world = distributed.world_size()
+        self.epoch = 0
+        self._at: tuple[int, int, int] = (0, 0, 0)  # (epoch, pass, batch of the pass) where an epoch starts
 
     def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
         self.blocks.set_epoch(epoch)
 
-    def __iter__(self) -> Iterator[Ranges]:
+    def __iter__(self) -> Iterator[Ranges | Pass]:
+        if self.steps:
+            yield from self._passes()
+            return
         for i, (start, stop) in enumerate(self.blocks):
             if self.max_batches and i >= self.max_batches:
                 return
@@ -145,7 +171,42 @@ class SplitSampler(torch.utils.data.Sampler):
                 continue
             yield self.split.train_ranges(*rank_rows(start, stop))
 
+    def _pass(self, index: int) -> list[tuple[int, int]]:
+        self.blocks.set_epoch(index)
+        return [r for r in self.blocks if r[1] - r[0] >= self.world]
+
+    def _passes(self) -> Iterator[Pass]:
+        """Batches ``epoch * steps`` to ``(epoch + 1) * steps`` of the run's stream of passes."""
+        epoch, index, pos = self._at
+        if epoch > self.epoch:  # started over (a resumed run, or a second iteration): count from the start
+            epoch, index, pos = 0, 0, 0
+        while epoch < self.epoch:  # skip whole epochs of batches to where this one starts
+            left = self.steps
+            while left:
+                n = len(self._pass(index)) - pos
+                if n > left:
+                    pos, left = pos + left, 0
+                else:
+                    index, pos, left = index + 1, 0, left - n
+            epoch += 1
+        self._at = (epoch, index, pos)
+        made = 0
+        while made < self.steps:
+            ranges = self._pass(index)
+            for start, stop in ranges[pos:]:
+                yield Pass(self.split.train_ranges(*rank_rows(start, stop)), index)
+                made += 1
+                pos += 1
+                if made == self.steps:
+                    break
+            if pos >= len(ranges):
+                index, pos = index + 1, 0
+        self._at = (epoch + 1, index, pos)  # where the next epoch starts
+        self.blocks.set_epoch(self.epoch)
+
     def __len__(self) -> int:
+        if self.steps:
+            return self.steps
         if self.world > 1:  # batches shorter than the number of processes are skipped
             return sum(1 for _ in self)
         n = len(self.blocks)
@@ -165,10 +226,15 @@ class RangeBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.blocks.n
 
-    def __getitem__(self, ranges: Ranges) -> dict[str, torch.Tensor]:
+    def __getitem__(self, ranges: Ranges | Pass) -> dict[str, torch.Tensor]:
+        index = None
+        if isinstance(ranges, Pass):
+            ranges, index = ranges.ranges, ranges.index
         parts = [self.blocks[(a, b)] for a, b in ranges]
         batch = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         batch["rows"] = ranges_rows(ranges)
+        if index is not None:
+            batch["pass"] = torch.tensor(index, dtype=torch.int64)
         return batch
 
 

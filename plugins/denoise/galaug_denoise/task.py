@@ -64,6 +64,9 @@ class DenoiseConfig:
     keep_checkpoints: int = 3
     #: batches per epoch (0: the whole training part)
     max_steps_per_epoch: int = 0
+    #: exactly this many batches per epoch, passing over the training rows as often as that takes (0: one pass);
+    #: any training set then gets epochs x steps_per_epoch gradient steps (galaug experiment sets it)
+    steps_per_epoch: int = 0
     #: DataLoader worker processes reading the store (0: in the training process)
     num_workers: int = 0
 
@@ -78,9 +81,12 @@ class DenoiseConfig:
                      "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("patience", "max_steps_per_epoch", "num_workers"):
+        for name in ("patience", "max_steps_per_epoch", "steps_per_epoch", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.steps_per_epoch and self.max_steps_per_epoch:
+            raise ValueError("give steps_per_epoch (a fixed number of batches per epoch) or max_steps_per_epoch "
+                             "(at most so many), not both")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         if not 0 <= self.lr_min < self.lr:

@@ -125,7 +125,8 @@ def train_denoiser(cfg: DenoiseConfig, *, data: Path, run_dir: Path, degrade: st
                           "and train on the rest")
     batches = RangeBatches(ds.path, fields=pairs.fields)
     model_cfg = cfg.model_config(shape[0])
-    sampler = SplitSampler(split, batch_size=cfg.batch_size, seed=seed, max_batches=cfg.max_steps_per_epoch)
+    sampler = SplitSampler(split, batch_size=cfg.batch_size, seed=seed, max_batches=cfg.max_steps_per_epoch,
+                           steps=cfg.steps_per_epoch)
     run = Training(run_dir, store=checkpoint_store(run_dir), counter="epoch", total=cfg.epochs, resume=resume,
                    desc="train denoise", seed=seed)
     state = run.resume_state()
@@ -173,8 +174,9 @@ def train_denoiser(cfg: DenoiseConfig, *, data: Path, run_dir: Path, degrade: st
             for batch in loader:
                 check_finite(batch, pairs.fields, ds)
                 rows = batch["rows"]
-                codes = augment_codes(seed, epoch, rows) if cfg.augment else None
-                noisy, clean = pairs.make(batch, seeds=train_seeds(seed, epoch, rows), device=device, codes=codes)
+                fresh = int(batch["pass"]) if "pass" in batch else epoch  # steps_per_epoch: the pass over the rows
+                codes = augment_codes(seed, fresh, rows) if cfg.augment else None
+                noisy, clean = pairs.make(batch, seeds=train_seeds(seed, fresh, rows), device=device, codes=codes)
                 loss = F.mse_loss(model(norm(noisy)), norm(clean))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
