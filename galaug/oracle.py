@@ -203,4 +203,8 @@ def draw_oracle(plan: OraclePlan, out: str | Path, n: int, *, manager=None, echo
     cls = manager.get("source", plan.source)
     if echo is not None:
         echo(f"oracle: drawing {n} images from {plan.source} (seed {plan.seed}) into {out}")
-    return simulate(cls(resolve_config(cls.Config, overrides=plan.config)), out, n, seed=plan.seed, manager=manager)
+    from galaug.threads import available_cores
+
+    # drawn in worker processes (one per core): row r depends only on (seed, r), so the draws are the same
+    return simulate(cls(resolve_config(cls.Config, overrides=plan.config)), out, n, seed=plan.seed, manager=manager,
+                    workers=min(available_cores(), max(1, n // 256)))
