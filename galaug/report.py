@@ -24,7 +24,8 @@ report.html``)::
     quality = ["gen.zarr"]         # generated datasets: the gate's verdict from their provenance
 
 Paths are relative to the manifest. An ``experiment`` section shows
-its summary in words first, then ``results.md`` and ``results.png``; a ``run`` section (a task run folder,
+its summary in words first, then ``results.md`` and ``results.png``, and
+for a size sweep (``galaug experiment sizes``) ``curve.md`` and ``curve.png``; a ``run`` section (a task run folder,
 or one metrics file of ``galaug task eval``) shows the summary metrics of
 every evaluation next to those of the task's input and of its classical
 baselines, when it reports some; an ``analysis`` section shows the
@@ -309,6 +310,12 @@ def _section(sec: dict[str, Any], base: Path, number: int) -> str:
         body.append(markdown_to_html(_mark_arms(table, arms)))
         body.append(_figure(folder / "results.png", "Mean and spread over seeds of the summary metric per arm, "
                                                     "one panel per test set (lower is better for errors)."))
+        if (folder / "curve.md").is_file():  # a size sweep (galaug experiment sizes): its learning curve
+            body.append(markdown_to_html(_read_text(folder / "curve.md", "learning curve")))
+            body.append(_figure(folder / "curve.png", "The summary metric against the number of real training "
+                                                  "images, alone and with generated images (mean and spread over "
+                                                  "seeds); a star where the oracle's gain exceeds the seed spread, "
+                                                  "the best classical baseline dashed."))
     if "run" in sec:
         body.append(_run_metrics(base / sec["run"]))
     if "quality" in sec:

@@ -176,6 +176,14 @@ def test_the_size_sweep_writes_a_learning_curve_that_falls_for_the_oracle(simula
     assert md.startswith("Where the oracle's generated images help by more than the seed spread")
     assert "| real images | real only | oracle | oracle gain |" in md and "| 40 |" in md
     assert (out / "curve.png").stat().st_size > 5000
+    # the report shows the curve after the sweep's table
+    (tmp / "report.toml").write_text('title = "t"\n[[section]]\ntitle = "sweep"\nexperiment = "exp/sizes"\n')
+    res = cli.invoke("report", tmp / "report.toml", tmp / "report.html")
+    assert res.exit_code == 0, res.output
+    page = (tmp / "report.html").read_text()
+    assert page.index("oracle gain") > page.index("40 real + 3x gen [oracle]")
+    assert "Where the oracle&#x27;s generated images help" in page or "Where the oracle's generated images help" in page
+    assert "against the number of real training images" in page
 
 
 @pytest.mark.parametrize("sizes, message", [
