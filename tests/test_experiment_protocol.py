@@ -69,7 +69,8 @@ class Copier(Generator):
 
 
 ARMS = ('[[arms]]\nname = "10% real"\nreal = "0.1"\n\n'
-        '[[arms]]\nname = "10% real + 2x gen"\nreal = "0.1"\ngen = "2x"\n')
+        '[[arms]]\nname = "10% real + 2x gen"\nreal = "0.1"\ngen = "2x"\n\n'
+        '[[arms]]\nname = "alpha 0.5"\nalpha = 0.5\n')
 
 
 @pytest.fixture
@@ -95,7 +96,7 @@ def test_no_leak_trains_each_arms_generator_on_exactly_its_real_images(recipe):
     assert res.exit_code == 0, res.output
     out = tmp / "exp"
     real = open_dataset(tmp / "real.zarr")
-    assert len(Copier.trained_on) == 2  # one generator per seed of the one generated arm
+    assert len(Copier.trained_on) == 4  # one generator per seed of each generated arm
     for seed in (0, 1):
         result = json.loads((out / "results" / f"10-real-2x-gen--copier-no-leak-s{seed}.json").read_text())
         assert result["generator_training"] == "arm"
@@ -117,15 +118,21 @@ def test_no_leak_trains_each_arms_generator_on_exactly_its_real_images(recipe):
         copied = {int(np.argmin(np.abs(real_images - im).reshape(len(real_images), -1).max(1)))
                   for im in leak["images"][leak["origin"] == 1]}
         assert copied - set(rows.tolist())
+        # an alpha arm draws its real share at random: its generator saw exactly the rows its mix took
+        result = json.loads((out / "results" / f"alpha-0-5--copier-no-leak-s{seed}.json").read_text())
+        subset = open_dataset(Run.open(result["source"]).options["data"])
+        mix = open_dataset(out / "mixes" / f"alpha-0-5--copier-no-leak-s{seed}.zarr").read()
+        assert np.array_equal(np.sort(subset.array("index")[:]), np.unique(mix["index"][mix["origin"] == 0]))
     table = json.loads((out / "results.json").read_text())["table"]
-    assert list(table) == ["10% real", "10% real + 2x gen [copier]", "10% real + 2x gen [copier no-leak]"]
+    assert list(table) == ["10% real", "10% real + 2x gen [copier]", "10% real + 2x gen [copier no-leak]",
+                           "alpha 0.5 [copier]", "alpha 0.5 [copier no-leak]"]
     md = (out / "results.md").read_text()
     assert "[... no-leak]: the generator's recipe trained afresh on each arm's own real images" in md
     # cached per (subset, seed): a rerun of a lost result trains no generator again
     (out / "results" / "10-real-2x-gen--copier-no-leak-s1.json").unlink()
     res = cli.invoke("experiment", "ratios", tmp / "exp.toml")
     assert res.exit_code == 0, res.output
-    assert len(Copier.trained_on) == 2
+    assert len(Copier.trained_on) == 4
 
 
 @pytest.mark.parametrize("extra, message", [
