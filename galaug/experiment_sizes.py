@@ -105,11 +105,11 @@ def run_sizes(config, task_config: dict[str, Any], *, sizes: tuple[int | str, ..
 
 def curve(out: Path, size_of: dict[str, int]) -> dict[str, Any]:
     """``curve.json``, ``curve.md`` and ``curve.png`` of a finished sweep in ``out`` (from its results.json)."""
-    from galaug.experiment_summary import _better, _gain, clearly_different, table_format
+    from galaug.experiment_summary import better, clearly_different, gain, table_format
 
     results = json.loads((out / "results.json").read_text())
     metric, test_sets = results["metric"], results["test_sets"]
-    better = _better(metric)
+    is_better = better(metric)
     lines: dict[str, dict[str, list[dict[str, Any]]]] = {}  # test set -> group -> points by n
     for c in results["cells"]:
         if c.get("baseline") or c["arm_name"] not in size_of:
@@ -126,11 +126,11 @@ def curve(out: Path, size_of: dict[str, int]) -> dict[str, Any]:
             if p["n"] in real:
                 r = real[p["n"]]
                 verdict = clearly_different({**r, "n": r["seeds"]}, {**p, "n": p["seeds"]})
-                gain = _gain(metric, r["mean"], p["mean"]) / abs(r["mean"]) if r["mean"] else None
-                gains.setdefault(ts, []).append({"n": p["n"], "gain": gain,
-                                                 "exceeds_spread": bool(verdict) and better(p["mean"], r["mean"])})
+                share = gain(metric, r["mean"], p["mean"]) / abs(r["mean"]) if r["mean"] else None
+                gains.setdefault(ts, []).append({"n": p["n"], "gain": share,
+                                                 "exceeds_spread": bool(verdict) and is_better(p["mean"], r["mean"])})
     baselines = {ts: min(((name, cells[ts]["mean"]) for name, cells in results.get("baselines", {}).items()
-                          if ts in cells), key=lambda x: -_gain(metric, 0.0, x[1]), default=None)
+                          if ts in cells), key=lambda x: -gain(metric, 0.0, x[1]), default=None)
                  for ts in test_sets}
     record = {"metric": metric, "test_sets": test_sets, "lines": lines, "oracle_gain": gains,
               "best_baseline": {ts: b for ts, b in baselines.items() if b}}

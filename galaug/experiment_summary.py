@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SPREAD_RULE", "clearly_different", "higher_is_better", "table_format", "usefulness",
+__all__ = ["SPREAD_RULE", "clearly_different", "higher_is_better", "better", "gain", "table_format", "usefulness",
            "usefulness_table", "summary_text", "summary_and_table"]
 
 #: The definition of "larger than the seed spread", as the summary states it.
@@ -83,12 +83,13 @@ def table_format(means: Iterable[float], stds: Iterable[float] = ()) -> Callable
     return lambda v: f"{v:.{digits}e}" if math.isfinite(v) else str(v)
 
 
-def _better(metric: str) -> Callable[[float, float], bool]:
+def better(metric: str) -> Callable[[float, float], bool]:
+    """``better(metric)(a, b)``: whether value ``a`` of ``metric`` is better than ``b``."""
     up = higher_is_better(metric)
     return (lambda a, b: a > b) if up else (lambda a, b: a < b)
 
 
-def _gain(metric: str, before: float, after: float) -> float:
+def gain(metric: str, before: float, after: float) -> float:
     """How much ``after`` improves on ``before`` (positive: better), whichever way ``metric`` is better."""
     return after - before if higher_is_better(metric) else before - after
 
@@ -126,14 +127,14 @@ def usefulness(cells: Sequence[Cell], *, metric: str) -> list[dict[str, Any]]:
         if oracle is None:
             row["why"] = "no oracle arm"
             continue
-        denominator = _gain(metric, none["mean"], oracle["mean"])
+        denominator = gain(metric, none["mean"], oracle["mean"])
         if clearly_different(none, oracle) is False:
             row["why"] = "oracle gain within seed spread"
             continue
         if not denominator > 0:
             row["why"] = "the oracle does not gain"
             continue
-        value = _gain(metric, none["mean"], x["mean"]) / denominator
+        value = gain(metric, none["mean"], x["mean"]) / denominator
         row["value"] = value
         row["spread"] = _paired_spread(metric, none, x, oracle)
         if row["spread"] is None and min(none["n"], oracle["n"], x["n"]) >= 2:
@@ -152,10 +153,10 @@ def _paired_spread(metric: str, none: Cell, x: Cell, oracle: Cell) -> float | No
     at = [{s: v for s, v in zip(ss, c["values"])} for ss, c in zip(seeds, (none, x, oracle))]
     per_seed = []
     for s in common:
-        gain = _gain(metric, at[0][s], at[2][s])
-        if not gain > 0:
+        oracle_gain = gain(metric, at[0][s], at[2][s])
+        if not oracle_gain > 0:
             return None
-        per_seed.append(_gain(metric, at[0][s], at[1][s]) / gain)
+        per_seed.append(gain(metric, at[0][s], at[1][s]) / oracle_gain)
     mean = sum(per_seed) / len(per_seed)
     return math.sqrt(sum((u - mean) ** 2 for u in per_seed) / (len(per_seed) - 1))
 
@@ -212,7 +213,7 @@ def summary_text(cells: Sequence[Cell], *, metric: str, oracle: str | None = Non
     ``oracle``, a sentence saying why there is none. Every sentence is
     said once, with the test sets it holds for.
     """
-    better = _better(metric)
+    is_better = better(metric)
     direction = "higher" if higher_is_better(metric) else "lower"
     test_sets = list(dict.fromkeys(c["test_set"] for c in cells))
     arms = [c for c in cells if not c.get("baseline") and math.isfinite(c["mean"])]
@@ -224,10 +225,10 @@ def summary_text(cells: Sequence[Cell], *, metric: str, oracle: str | None = Non
         ranked = [c for c in arms if c["test_set"] == ts]
         if not ranked:
             continue
-        top = _best(ranked, better)  # of equal means, the first in the table
+        top = _best(ranked, is_better)  # of equal means, the first in the table
         best[ts] = top
         rest = [c for c in ranked if c is not top]
-        runner = _best(rest, better) if rest else None
+        runner = _best(rest, is_better) if rest else None
         key = (top["arm"], None if runner is None else runner["arm"],
                None if runner is None else clearly_different(top, runner))
         groups.setdefault(key, []).append(ts)
@@ -247,11 +248,11 @@ def summary_text(cells: Sequence[Cell], *, metric: str, oracle: str | None = Non
             mine = [c for c in baselines if c["test_set"] == ts]
             if not mine:
                 continue
-            rival = _best(mine, better)
+            rival = _best(mine, is_better)
             names.setdefault(rival["baseline"], []).append(ts)
             verdict = clearly_different(top, rival)
-            outcome = ("better" if better(top["mean"], rival["mean"])
-                       else "worse" if better(rival["mean"], top["mean"]) else "no better")
+            outcome = ("better" if is_better(top["mean"], rival["mean"])
+                       else "worse" if is_better(rival["mean"], top["mean"]) else "no better")
             outcome += "" if verdict is None else f" {_spread_words(verdict)}"
             outcomes.setdefault(outcome, []).append(ts)
         if outcomes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from galaug.mix import plan_mix
 from galaug.runs import Run, Training
 
 from test_cli import assert_user_error
-from test_experiment import MeanImage, setup  # noqa: F401  (the fixture)
+from test_experiment import setup  # noqa: F401  (the fixture)
 from test_experiment_oracle import FluxMean, simulated  # noqa: F401  (the fixture)
 
 
