@@ -139,8 +139,8 @@ def curve(out: Path, size_of: dict[str, int]) -> dict[str, Any]:
     fmt = table_format([p["mean"] for g in lines.values() for ps in g.values() for p in ps],
                        [p["std"] for g in lines.values() for ps in g.values() for p in ps])
     text = [_gain_sentence(gains, test_sets), ""] if gains else []
-    text.append(f"{metric}, mean ± std over seeds, against the number of real images (every arm the same number of "
-                "gradient steps)")
+    text.append(f"{metric}, mean ± std over seeds, against the number of real images"
+                + (f"; {results['steps']}" if results.get("steps") else ""))
     for ts in test_sets:
         groups = lines.get(ts, {})
         ns = sorted({p["n"] for ps in groups.values() for p in ps})

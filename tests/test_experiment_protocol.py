@@ -267,3 +267,26 @@ def test_steps_per_epoch_passes_over_the_rows_as_often_as_it_takes():
         from galaug_denoise.task import DenoiseConfig
 
         DenoiseConfig(steps_per_epoch=3, max_steps_per_epoch=2)
+
+
+def test_the_size_sweep_without_leak_trains_each_generator_on_the_nested_real_images(recipe):
+    cli, tmp, _ = recipe
+    text = (tmp / "exp.toml").read_text().split("[[arms]]")[0]
+    (tmp / "exp.toml").write_text('generator_training = "arm"\nsizes = [4, 20]\nsize_gen = "2x"\n' + text)
+    res = cli.invoke("experiment", "sizes", tmp / "exp.toml", "--seeds", "3")
+    assert res.exit_code == 0, res.output
+    out = tmp / "exp" / "sizes"
+    real = open_dataset(tmp / "real.zarr")
+    seen = {}
+    for n in (4, 20):
+        result = json.loads((out / "results" / f"{n}-real-2x-gen--copier-no-leak-s3.json").read_text())
+        subset = open_dataset(Run.open(result["source"]).options["data"])
+        seen[n] = set(subset.array("index")[:].tolist())
+        rows = plan_mix(n_real=len(real), n_gen=None, real=f"n={n}", gen=f"n={2 * n}", seed=3, nested=True).real_rows
+        assert seen[n] == set(rows.tolist()) and len(rows) == n
+        mix = open_dataset(out / "mixes" / f"{n}-real-2x-gen--copier-no-leak-s3.zarr").read()
+        assert set(mix["index"][mix["origin"] == 0].tolist()) == seen[n]
+    assert seen[4] < seen[20]  # nested: the 4 images are among the 20
+    md = (out / "curve.md").read_text()
+    assert "| real images | real only | copier no-leak |" in md
+    assert "task mean-image trains by epochs, so arms with more images made more gradient steps" in md
