@@ -172,31 +172,53 @@ def _gain_sentence(gains: dict[str, list[dict[str, Any]]], test_sets: list[str])
 
 
 def _plot_curve(path: Path, lines, gains, test_sets, metric: str, baselines: dict[str, tuple[str, float]]) -> None:
+    """A panel per test set: the metric against the number of real images, a line per group, error bars over
+    seeds, stars where the oracle's gain exceeds the seed spread; the best baseline dashed where it falls near
+    the curves, else named in the panel (a line far off would flatten them). One legend under the panels."""
+    from matplotlib.ticker import NullFormatter
+
     from galaug.viz import axis_label, metric_unit, pyplot
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(test_sets), figsize=(3.4 * len(test_sets), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(test_sets), figsize=(3.4 * len(test_sets), 3.4), squeeze=False)
     groups = list(dict.fromkeys(g for ts in test_sets for g in lines.get(ts, {})))
     colours = {g: ("0.2" if g == "real only" else "C1" if g == "oracle" else f"C{2 + i}") for i, g in enumerate(groups)}
     flux_unit = _flux_unit(path.parent)
+    handles: dict[str, Any] = {}
     for ax, ts in zip(axes[0], test_sets):
-        for g, points in lines.get(ts, {}).items():
-            ax.errorbar([p["n"] for p in points], [p["mean"] for p in points], yerr=[p["std"] for p in points],
-                        marker="o", ms=3, capsize=2, color=colours[g], label=g)
+        points = [p for ps in lines.get(ts, {}).values() for p in ps]
+        for g, mine in lines.get(ts, {}).items():  # each group a little aside, so the error bars stay apart
+            dodge = 1 + 0.04 * (groups.index(g) - (len(groups) - 1) / 2)
+            handles[g] = ax.errorbar([p["n"] * dodge for p in mine], [p["mean"] for p in mine],
+                                     yerr=[p["std"] for p in mine], marker="o", ms=3, capsize=2, color=colours[g])
         starred = [g["n"] for g in gains.get(ts, []) if g["exceeds_spread"]]
         oracle = {p["n"]: p["mean"] for p in lines.get(ts, {}).get("oracle", [])}
         if starred:
-            ax.plot(starred, [oracle[n] for n in starred], "*", ms=10, color="C1", mfc="none",
-                    label="oracle gain > seed spread")
-        if ts in baselines:
+            dodge = 1 + 0.04 * (groups.index("oracle") - (len(groups) - 1) / 2)
+            handles["oracle gain > seed spread"] = ax.plot([n * dodge for n in starred], [oracle[n] for n in starred],
+                                                           "*", ms=11,
+                                                           color="C1", mfc="none")[0]
+        if ts in baselines and points:
             name, value = baselines[ts]
-            ax.axhline(value, ls="--", lw=1, color="0.5", label=f"best baseline ({name})")
+            low = min(p["mean"] - p["std"] for p in points)
+            high = max(p["mean"] + p["std"] for p in points)
+            if low - (high - low) <= value <= high + (high - low):
+                handles["best classical baseline"] = ax.axhline(value, ls="--", lw=1, color="0.5")
+            else:
+                shown = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+                ax.text(0.02, 0.98, f"best baseline ({name}): {shown}, off the axis", transform=ax.transAxes,
+                        fontsize=6, va="top", color="0.35")
+        ns = sorted({p["n"] for p in points})
         ax.set_xscale("log")
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("real training images", fontsize=8)
         ax.set_ylabel(axis_label(metric, metric_unit(metric, flux_unit)), fontsize=8)
+        ax.tick_params(labelsize=7)
         ax.set_title(ts, fontsize=9)
-    axes[0][-1].legend(fontsize=6)
-    fig.tight_layout()
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 6), fontsize=7,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
