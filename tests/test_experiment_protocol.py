@@ -290,3 +290,18 @@ def test_the_size_sweep_without_leak_trains_each_generator_on_the_nested_real_im
     md = (out / "curve.md").read_text()
     assert "| real images | real only | copier no-leak |" in md
     assert "task mean-image trains by epochs, so arms with more images made more gradient steps" in md
+
+
+def test_the_study_file_of_docs_study_md_loads():
+    """examples/study.toml, the decisive run's exact file, stays a valid experiment file."""
+    from pathlib import Path
+
+    from galaug.config import resolve_config
+    from galaug.experiment import load_experiment
+    from galaug_denoise.task import DenoiseConfig
+
+    config, arms, task_config = load_experiment(Path(__file__).parents[1] / "examples" / "study.toml")
+    assert config.sizes == (50, 200, 800) and config.size_gen == "5x" and config.oracle and config.seeds == (0, 1, 2)
+    assert [a.name for a in arms] == ["5x gen"] and set(config.generators) == {"alae", "diffusion"}
+    cfg = resolve_config(DenoiseConfig, overrides=task_config)
+    assert cfg.epochs * cfg.steps_per_epoch == 1200
