@@ -177,6 +177,7 @@ def _plot_curve(path: Path, lines, gains, test_sets, metric: str, baselines: dic
     the curves, else named in the panel (a line far off would flatten them). One legend under the panels."""
     from matplotlib.ticker import NullFormatter
 
+    from galaug.experiment import _flux_unit
     from galaug.viz import axis_label, metric_unit, pyplot
 
     plt = pyplot()
@@ -221,12 +222,6 @@ def _plot_curve(path: Path, lines, gains, test_sets, metric: str, baselines: dic
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _flux_unit(out: Path) -> str | None:
-    from galaug.experiment import _flux_unit as unit
-
-    return unit(out)
 
 
 def sweep_config(config, out: str | None):
